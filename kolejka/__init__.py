@@ -1,0 +1,3 @@
+"""kolejka: a grid platform that runs other people's programs in resource-limited containers."""
+
+__version__ = "1.0.0.dev0"

@@ -1,0 +1,177 @@
+"""``kolejka-client``: the command line. Each subcommand is one function in `commands`, whose
+docstring is its help."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from collections.abc import Callable, Sequence
+
+from kolejka import __version__
+from kolejka.common import SpecError
+
+from . import commands
+from .errors import AuthenticationFailed, ClientError
+from .exits import EXIT_CODES, INTERRUPTED, USAGE
+from .output import Output
+
+DESCRIPTION = """\
+Submit tasks to a kolejka server and fetch their results.
+
+The server and credentials come from flags, else the environment (KOLEJKA_SERVER,
+KOLEJKA_USERNAME, KOLEJKA_PASSWORD, KOLEJKA_TOKEN), else ~/.config/kolejka/kolejka.conf, else
+/etc/kolejka/kolejka.conf; 'login' stores a token for later commands.
+"""
+
+
+def _common() -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name."""
+    parser = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    group = parser.add_argument_group("common options")
+    group.add_argument("--server", metavar="URL", help="the server's URL (env KOLEJKA_SERVER)")
+    group.add_argument("--username", metavar="NAME", help="user name (env KOLEJKA_USERNAME)")
+    group.add_argument("--password", metavar="PASSWORD", help="password (env KOLEJKA_PASSWORD)")
+    group.add_argument("--token", metavar="TOKEN", help="API token (env KOLEJKA_TOKEN)")
+    group.add_argument("--json", action="store_true", help="print the answer as JSON for scripts")
+    group.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    group.add_argument("-v", "--verbose", action="store_true", help="show the causes of errors")
+    group.add_argument(
+        "--retries", type=int, metavar="N", help="repeat a failed request up to N times (5)"
+    )
+    return parser
+
+
+def _command(
+    group: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    function: Callable[..., int],
+    common: argparse.ArgumentParser,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    doc = inspect.cleandoc(function.__doc__ or "")
+    summary = doc.split("\n", 1)[0]
+    parser = group.add_parser(
+        name,
+        help=summary,
+        description=doc,
+        epilog=epilog,
+        parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=function)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="kolejka-client",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES,
+        parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"kolejka-client {__version__}")
+    top = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    execute = _command(top, "execute", commands.execute, common, EXIT_CODES)
+    execute.add_argument("task_dir", metavar="TASK_DIR")
+    execute.add_argument("result_dir", metavar="RESULT_DIR")
+    execute.add_argument("--priority", type=int, default=0, help="higher runs first (admins: >0)")
+    execute.add_argument(
+        "--cancel-on-interrupt",
+        action="store_true",
+        help="on Ctrl-C cancel the task without asking",
+    )
+
+    task = top.add_parser("task", help="submit, fetch, list, inspect and cancel tasks")
+    task_commands = task.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    put = _command(task_commands, "put", commands.task_put, common)
+    put.add_argument("task_dir", metavar="TASK_DIR")
+    put.add_argument("--priority", type=int, default=0, help="higher runs first (admins: >0)")
+    get = _command(task_commands, "get", commands.task_get, common)
+    get.add_argument("key", metavar="KEY")
+    get.add_argument("folder", metavar="DIR")
+    listing = _command(task_commands, "list", commands.task_list, common)
+    listing.add_argument(
+        "--state",
+        action="append",
+        choices=["queued", "assigned", "running", "done", "failed", "cancelled"],
+        help="only tasks in this state (repeat for several)",
+    )
+    listing.add_argument("--batch", metavar="ID", help="only tasks of this batch")
+    listing.add_argument("--owner", metavar="NAME", help="only this user's tasks (inspectors)")
+    listing.add_argument("--limit", type=int, default=100, metavar="N", help="at most N (100)")
+    status = _command(task_commands, "status", commands.task_status, common)
+    status.add_argument("key", metavar="KEY")
+    cancel = _command(task_commands, "cancel", commands.task_cancel, common)
+    cancel.add_argument("key", metavar="KEY")
+
+    result = top.add_parser("result", help="fetch results")
+    result_commands = result.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    result_get = _command(result_commands, "get", commands.result_get, common)
+    result_get.add_argument("key", metavar="KEY")
+    result_get.add_argument("folder", metavar="DIR")
+    wait = _command(result_commands, "wait", commands.result_wait, common, EXIT_CODES)
+    wait.add_argument("key", metavar="KEY")
+    wait.add_argument("folder", metavar="DIR", nargs="?", help="download the result here")
+
+    blob = top.add_parser("blob", help="store and fetch file contents")
+    blob_commands = blob.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    blob_put = _command(blob_commands, "put", commands.blob_put, common)
+    blob_put.add_argument("file", metavar="FILE")
+    blob_get = _command(blob_commands, "get", commands.blob_get, common)
+    blob_get.add_argument("reference", metavar="REF")
+    blob_get.add_argument("file", metavar="FILE")
+
+    queue = top.add_parser("queue", help="the queue")
+    queue_commands = queue.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _command(queue_commands, "stats", commands.queue_stats, common)
+
+    _command(top, "login", commands.login, common)
+    _command(top, "logout", commands.logout, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Output(
+        json_mode=getattr(args, "json", False),
+        quiet=getattr(args, "quiet", False),
+        verbose=getattr(args, "verbose", False),
+    )
+    try:
+        code: int = args.handler(args, out)
+        return code
+    except SpecError as error:
+        _report(out, error, USAGE)
+        return USAGE
+    except ClientError as error:
+        _report(out, error, error.exit_code)
+        return error.exit_code
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        return INTERRUPTED
+
+
+def _report(out: Output, error: SpecError | ClientError, code: int) -> None:
+    text = str(error)
+    subject = getattr(error, "subject", None)
+    if subject:
+        text = f"{subject}: {text}"
+    if isinstance(error, AuthenticationFailed):
+        text += "; log in with 'kolejka-client login' or give --token / KOLEJKA_TOKEN"
+    out.error(text)
+    if out.verbose:
+        cause = error.__cause__ or error.__context__
+        while cause is not None:
+            out.stderr.write(f"  caused by {type(cause).__name__}: {cause}\n")
+            cause = cause.__cause__ or cause.__context__
+    if out.json_mode:
+        document: dict[str, object] = {"error": text, "exit_code": code}
+        for name in ("status", "code", "field"):
+            if getattr(error, name, None) is not None:
+                document[name] = getattr(error, name)
+        if isinstance(error, SpecError):
+            document["field"] = error.field
+        out.data(document)

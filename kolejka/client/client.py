@@ -1,0 +1,355 @@
+"""`KolejkaClient`: the server's HTTP API as typed Python calls, for scripts and notebooks.
+
+>>> client = KolejkaClient.from_config()              # server and token as the CLI finds them
+>>> result = client.execute("task/", "result/")        # submit, wait, download
+>>> result.status
+<Status.OK: 'OK'>
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import requests
+
+from kolejka.common import Result, Task, load_task
+
+from . import blobs, folders
+from .blobs import Blob, ProgressFactory
+from .config import Settings, load_settings
+from .errors import ClientError, ConfigError
+from .exits import CANCELLED, PLATFORM
+from .models import Account, Batch, BatchProgress, QueueStats, TaskInfo, TaskState
+from .node_api import NodeApi
+from .transport import Transport
+
+PathLike = str | os.PathLike[str]
+MAX_WAIT = 60
+# A server that answers a long-poll at once with no news is asked again after this long.
+POLL_FLOOR = 1.0
+
+
+class TaskFailed(ClientError):
+    """The platform gave up on the task (state `failed`); `info.error` says why."""
+
+    exit_code: ClassVar[int] = PLATFORM
+
+    def __init__(self, info: TaskInfo) -> None:
+        self.info = info
+        super().__init__(f"task {info.key} failed: {info.error or 'no reason given'}")
+
+
+class TaskCancelled(ClientError):
+    """The task was cancelled before it finished."""
+
+    exit_code: ClassVar[int] = CANCELLED
+
+    def __init__(self, info: TaskInfo) -> None:
+        self.info = info
+        super().__init__(f"task {info.key} was cancelled")
+
+
+class WaitTimeout(ClientError, TimeoutError):
+    """The task did not finish within the time given to `wait`."""
+
+    exit_code: ClassVar[int] = PLATFORM
+
+
+class KolejkaClient(NodeApi):
+    """A connection to one kolejka server, as one user.
+
+    Give a `token`, or a `username` and `password` (a token is then fetched on first use and
+    renewed if the server refuses it). `retries` and `backoff` shape how failed requests are
+    repeated (see `Transport`); `progress` makes progress bars for large transfers.
+    Every method raises a `ClientError` subclass on failure, never a `requests` exception.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        *,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        retries: int = 5,
+        backoff: float = 0.5,
+        progress: ProgressFactory | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.transport = Transport(server, retries=retries, backoff=backoff, session=session)
+        self.transport.token = token
+        self.username = username
+        self.progress = progress
+        if password is not None:
+            if username is None:
+                raise ConfigError(
+                    "a password needs a username: give --username or KOLEJKA_USERNAME"
+                )
+            self.transport.authenticate = lambda: self._new_token(username, password)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> KolejkaClient:
+        """A client for the server and credential that `settings` resolved (see `config`)."""
+        credential = settings.credential()
+        kind, secret = credential if credential else ("", None)
+        return cls(
+            settings.require_server(),
+            token=secret if kind == "token" else None,
+            username=settings.value("username"),
+            password=secret if kind == "password" else None,
+            **options,
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        *,
+        server: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        **options: Any,
+    ) -> KolejkaClient:
+        """A client configured as ``kolejka-client`` is: arguments over environment over files."""
+        settings = load_settings(server=server, username=username, password=password, token=token)
+        return cls.from_settings(settings, **options)
+
+    @property
+    def server(self) -> str:
+        return self.transport.server
+
+    @property
+    def token(self) -> str | None:
+        """The token in use (after a `login`, or fetched with the password)."""
+        return self.transport.token
+
+    def close(self) -> None:
+        self.transport.session.close()
+
+    def __enter__(self) -> KolejkaClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # Account
+
+    def _new_token(self, username: str, password: str) -> str:
+        account = self.login(username, password)
+        assert account.token is not None
+        return account.token
+
+    def login(self, username: str, password: str) -> Account:
+        """Get a token for `username` and use it from now on; the answer holds it in `token`.
+
+        Raises `AuthenticationFailed` for a wrong name or password.
+        """
+        answer = self.transport.json(
+            "POST", "auth/token/", json={"username": username, "password": password}, auth=False
+        )
+        account = Account.from_dict(answer)
+        if not account.token:
+            raise ConfigError(f"the server at {self.server} answered a login without a token")
+        self.transport.token = account.token
+        self.username = account.username
+        return account
+
+    def logout(self) -> None:
+        """Revoke the token in use on the server."""
+        self.transport.request("DELETE", "auth/token/")
+        self.transport.token = None
+
+    def whoami(self) -> Account:
+        """The user the client acts as, and their role."""
+        return Account.from_dict(self.transport.json("GET", "auth/me/"))
+
+    # Blobs
+
+    def blob_exists(self, reference: str) -> bool:
+        """Whether the caller may read the blob `reference`."""
+        return blobs.exists(self.transport, reference)
+
+    def put_blob(self, path: PathLike) -> Blob:
+        """Store a file as a blob (skipped when the caller already has its content)."""
+        return blobs.upload_file(self.transport, Path(path), self.progress)
+
+    def put_bytes(self, data: bytes) -> Blob:
+        """Store `data` as a blob (skipped when the caller already has it)."""
+        return blobs.upload_bytes(self.transport, data)
+
+    def get_blob(self, reference: str, path: PathLike) -> Blob:
+        """Download the blob `reference` to `path`, checking its hash."""
+        target = Path(path)
+        return blobs.download(self.transport, reference, target, self.progress)
+
+    # Tasks
+
+    def upload_task(self, task: Task | PathLike, folder: PathLike | None = None) -> Task:
+        """The task (a `Task` whose path files are in `folder`, or a task folder) with its files
+        uploaded, as references. Raises `SpecError` for an invalid task, naming the field."""
+        if not isinstance(task, Task):
+            folder = task
+            task = load_task(task, local=False)
+        return folders.upload_task(self.transport, task, folder, self.progress)
+
+    def submit(
+        self, task: Task | PathLike, *, folder: PathLike | None = None, priority: int = 0
+    ) -> TaskInfo:
+        """Upload the task's files and queue it; return the new task (its `key` names it)."""
+        spec = self.upload_task(task, folder)
+        answer = self.transport.json(
+            "POST", "tasks/", json={"task": spec.to_dict(), "priority": priority}
+        )
+        return TaskInfo.from_dict(answer)
+
+    def submit_batch(self, tasks: Iterable[Task | PathLike], *, priority: int = 0) -> Batch:
+        """Upload and queue many tasks (task folders or `Task` objects with reference files) at
+        once, all or none. Raises `BadRequest` naming ``tasks[i].task.<field>``."""
+        items = [{"task": self.upload_task(task).to_dict(), "priority": priority} for task in tasks]
+        return Batch.from_dict(self.transport.json("POST", "tasks/batch/", json={"tasks": items}))
+
+    def task(self, key: str) -> TaskInfo:
+        """The task `key`. Raises `NotFound` for a key that is not the caller's."""
+        return TaskInfo.from_dict(self.transport.json("GET", f"tasks/{key}/"))
+
+    def tasks(
+        self,
+        *,
+        state: TaskState | str | None = None,
+        batch: str | None = None,
+        owner: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[TaskInfo]:
+        """The caller's tasks, newest first, fetched page by page (at most `limit`)."""
+        params: dict[str, Any] = {"state": state, "batch": batch, "owner": owner}
+        params = {key: str(value) for key, value in params.items() if value is not None}
+        count = 0
+        cursor: str | None = None
+        while True:
+            page_size = 1000 if limit is None else max(1, min(1000, limit - count))
+            query = {**params, "limit": page_size, **({"cursor": cursor} if cursor else {})}
+            page = self.transport.json("GET", "tasks/", params=query)
+            for item in page.get("results") or []:
+                if limit is not None and count >= limit:
+                    return
+                count += 1
+                yield TaskInfo.from_dict(item)
+            cursor = page.get("next")
+            if not cursor or (limit is not None and count >= limit):
+                return
+
+    def watch(self, key: str, *, timeout: float | None = None) -> Iterator[TaskInfo]:
+        """Yield the task now and again on every change of state or node, until it is final.
+
+        Long-polls the server, so a change is seen at once. Raises `WaitTimeout` past `timeout`
+        seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        info = self.task(key)
+        yield info
+        while not info.state.final:
+            wait = float(MAX_WAIT)
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    raise WaitTimeout(f"task {key} is still {info.state} after {timeout} s")
+            asked = time.monotonic()
+            answer = self.transport.json(
+                "GET",
+                f"tasks/{key}/",
+                params={"wait": max(1, int(wait)), "state": str(info.state)},
+                timeout=wait + 30,
+            )
+            news = TaskInfo.from_dict(answer)
+            if (news.state, news.node) != (info.state, info.node):
+                yield news
+            elif time.monotonic() - asked < POLL_FLOOR:
+                time.sleep(POLL_FLOOR)
+            info = news
+
+    def wait(
+        self,
+        key: str,
+        *,
+        timeout: float | None = None,
+        on_change: Callable[[TaskInfo], None] | None = None,
+    ) -> TaskInfo:
+        """Wait until the task is final (`done`, `failed` or `cancelled`) and return it.
+
+        `on_change` is called with the task now and on every change of state or node.
+        """
+        info: TaskInfo | None = None
+        for info in self.watch(key, timeout=timeout):
+            if on_change is not None:
+                on_change(info)
+        assert info is not None
+        return info
+
+    def cancel(self, key: str) -> TaskInfo:
+        """Cancel the task. Raises `Conflict` when it is already `done` or `failed`."""
+        return TaskInfo.from_dict(self.transport.json("POST", f"tasks/{key}/cancel/", safe=True))
+
+    def retry(self, key: str) -> TaskInfo:
+        """Queue a `failed` or `cancelled` task again. Raises `Conflict` otherwise."""
+        return TaskInfo.from_dict(self.transport.json("POST", f"tasks/{key}/retry/"))
+
+    def delete(self, key: str) -> None:
+        """Delete the task (cancelling it first if it runs)."""
+        self.transport.request("DELETE", f"tasks/{key}/")
+
+    def result(self, key: str) -> Result:
+        """The task's result, files as references. Raises `NotFinished` until it is `done`."""
+        return Result.from_dict(self.transport.json("GET", f"tasks/{key}/result/"))
+
+    def fetch_task(self, key: str, folder: PathLike) -> Task:
+        """Write the task `key` as a task folder (its spec and files); return it."""
+        info = self.task(key)
+        assert info.task is not None
+        return folders.write_task(self.transport, info.task, Path(folder), self.progress)
+
+    def fetch_result(self, key: str, folder: PathLike) -> Result:
+        """Write the result of task `key` into `folder` (``kolejka_result.json`` and the files).
+
+        Raises `NotFinished` until the task is `done`.
+        """
+        result = self.result(key)
+        return folders.write_result(self.transport, result, Path(folder), self.progress)
+
+    def finish(self, info: TaskInfo, folder: PathLike) -> Result:
+        """For a final task: download its result into `folder` and return it, or raise
+        `TaskFailed` / `TaskCancelled`."""
+        if info.state == TaskState.FAILED:
+            raise TaskFailed(info)
+        if info.state == TaskState.CANCELLED:
+            raise TaskCancelled(info)
+        return self.fetch_result(info.key, folder)
+
+    def execute(
+        self,
+        task: Task | PathLike,
+        result_folder: PathLike,
+        *,
+        folder: PathLike | None = None,
+        priority: int = 0,
+        timeout: float | None = None,
+        on_change: Callable[[TaskInfo], None] | None = None,
+    ) -> Result:
+        """Submit the task, wait for it, download its result into `result_folder`; return it.
+
+        The result's `status` is the verdict. Raises `TaskFailed` when the platform gave up,
+        `TaskCancelled`, or `WaitTimeout` past `timeout` seconds.
+        """
+        info = self.submit(task, folder=folder, priority=priority)
+        return self.finish(self.wait(info.key, timeout=timeout, on_change=on_change), result_folder)
+
+    def batch(self, batch: str) -> BatchProgress:
+        """How many tasks of the batch are in each state."""
+        return BatchProgress.from_dict(self.transport.json("GET", f"batches/{batch}/"))
+
+    def queue_stats(self) -> QueueStats:
+        """Task counts by state and what the nodes run (a client sees its own tasks only)."""
+        return QueueStats.from_dict(self.transport.json("GET", "queue/stats/"))

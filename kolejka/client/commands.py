@@ -1,0 +1,369 @@
+"""The subcommands of ``kolejka-client``: one function each, its docstring its help. Each takes
+the parsed arguments and the `Output`, and returns the exit status (`exits`)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from tqdm import tqdm
+
+from kolejka.common import Result, SpecError, Status
+
+from .client import KolejkaClient
+from .config import Settings, forget_login, load_settings, store_login
+from .errors import ApiError, AuthenticationFailed, ClientError, Conflict, NotFinished
+from .exits import CANCELLED, INTERRUPTED, PLATFORM, SUCCESS, TASK_FAILURE
+from .models import TaskInfo, TaskState
+from .output import Output, describe_state, table, when
+
+Interrupt = Literal["ask", "cancel", "leave"]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        server=getattr(args, "server", None),
+        username=getattr(args, "username", None),
+        password=getattr(args, "password", None),
+        token=getattr(args, "token", None),
+    )
+
+
+def _client(args: argparse.Namespace, out: Output) -> KolejkaClient:
+    options: dict[str, Any] = {"progress": out.progress()}
+    if hasattr(args, "retries"):
+        options["retries"] = args.retries
+    return KolejkaClient.from_settings(_settings(args), **options)
+
+
+@contextmanager
+def about(subject: str) -> Iterator[None]:
+    """Name `subject` in the message of a refusal or format error raised inside."""
+    try:
+        yield
+    except (ApiError, SpecError) as error:
+        if getattr(error, "subject", None) is None:
+            setattr(error, "subject", subject)  # noqa: B010 - SpecError does not declare it
+        raise
+
+
+def _size(value: int | None) -> str:
+    return "-" if value is None else tqdm.format_sizeof(value, "B", 1024)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}s"
+
+
+def _verdict_line(key: str, result: Result) -> str:
+    stats = result.stats
+    return (
+        f"{key}: {result.status or 'no verdict'} (exit {result.result}), "
+        f"time {_seconds(stats.time)}, cpu {_seconds(stats.cpu.usage)}, "
+        f"memory {_size(stats.memory.max_usage)}"
+    )
+
+
+def _verdict_exit(result: Result) -> int:
+    if result.status == Status.OK:
+        return SUCCESS
+    if result.status == Status.SYSTEM_ERROR or result.status is None:
+        return PLATFORM
+    return TASK_FAILURE
+
+
+def _ask(key: str, out: Output) -> Interrupt | Literal["wait"]:
+    """Ask the person at the terminal what Ctrl-C should do; without one, leave the task."""
+    if not sys.stdin.isatty():
+        out.message(f"{key}: not cancelled (no terminal to ask; --cancel-on-interrupt cancels)")
+        return "leave"
+    out.stderr.write(
+        f"Cancel task {key}? [y] cancel it, [n] leave it running and quit, [c] keep waiting: "
+    )
+    out.stderr.flush()
+    try:
+        answer = sys.stdin.readline().strip().lower()
+    except KeyboardInterrupt:
+        return "leave"
+    if answer in ("y", "yes"):
+        return "cancel"
+    if answer in ("c", "continue", "w", "wait"):
+        return "wait"
+    return "leave"
+
+
+def _wait(
+    client: KolejkaClient,
+    key: str,
+    out: Output,
+    on_interrupt: Interrupt,
+    submitted: TaskInfo | None = None,
+) -> TaskInfo | None:
+    """Wait for the task with a live status line; `None` when Ctrl-C left it running.
+
+    The line starts from `submitted` (the answer to the submission) when given, so that a task
+    claimed at once is still shown as queued first.
+    """
+    status = out.status_line()
+    if submitted is not None:
+        status.update(submitted)
+    while True:
+        try:
+            info = client.wait(key, on_change=status.update)
+            status.end()
+            return info
+        except KeyboardInterrupt:
+            status.end()
+            choice = _ask(key, out) if on_interrupt == "ask" else on_interrupt
+        if choice == "wait":
+            status.steps[-1:] = []  # so that the line is drawn again at once
+            continue
+        if choice == "leave":
+            out.message(
+                f"{key} keeps running; get its result with: kolejka-client result wait {key} DIR"
+            )
+            return None
+        try:
+            client.cancel(key)
+        except Conflict:
+            continue  # it finished meanwhile: the wait answers at once
+        out.message(f"{key}: cancelled")
+
+
+def _finish(
+    client: KolejkaClient, info: TaskInfo | None, folder: str | None, out: Output, key: str
+) -> int:
+    """Report a final task (and download its result into `folder`); return the exit status."""
+    if info is None:
+        out.data({"key": key, "state": None, "detached": True})
+        return INTERRUPTED
+    document: dict[str, Any] = {"key": info.key, "state": str(info.state), "error": info.error}
+    if info.state == TaskState.FAILED:
+        out.error(f"task {info.key} failed: {info.error or 'no reason given'}")
+        out.data(document)
+        return PLATFORM
+    if info.state == TaskState.CANCELLED:
+        out.data(document, f"{info.key}: cancelled")
+        return CANCELLED
+    if folder is not None:
+        with about(f"task {info.key}"):
+            result = client.fetch_result(info.key, folder)
+        document["result_dir"] = str(Path(folder).resolve())
+    else:
+        result = info.result if info.result is not None else client.result(info.key)
+    document["result"] = result.to_dict()
+    out.data(document, _verdict_line(info.key, result))
+    return _verdict_exit(result)
+
+
+def execute(args: argparse.Namespace, out: Output) -> int:
+    """Run a task folder on the grid and write its result folder.
+
+    Uploads the files of TASK_DIR the server does not hold yet, submits the task, shows its
+    state live (queued → running on NODE → done) and writes kolejka_result.json and the result
+    files into RESULT_DIR. Ctrl-C asks whether to cancel the task, leave it running, or keep
+    waiting; --cancel-on-interrupt cancels without asking. Without a terminal to ask on, Ctrl-C
+    leaves the task running.
+    """
+    client = _client(args, out)
+    with about(args.task_dir):
+        info = client.submit(args.task_dir, priority=args.priority)
+    on_interrupt: Interrupt = "cancel" if args.cancel_on_interrupt else "ask"
+    final = _wait(client, info.key, out, on_interrupt, submitted=info)
+    return _finish(client, final, args.result_dir, out, info.key)
+
+
+def task_put(args: argparse.Namespace, out: Output) -> int:
+    """Submit a task folder and print its key (without waiting)."""
+    client = _client(args, out)
+    with about(args.task_dir):
+        info = client.submit(args.task_dir, priority=args.priority)
+    out.data(dict(info.raw), info.key)
+    return SUCCESS
+
+
+def task_get(args: argparse.Namespace, out: Output) -> int:
+    """Write a submitted task as a task folder: kolejka_task.json and its files."""
+    client = _client(args, out)
+    with about(f"task {args.key}"):
+        task = client.fetch_task(args.key, args.folder)
+    folder = str(Path(args.folder).resolve())
+    out.data({"key": args.key, "folder": folder, "task": task.to_dict()}, folder)
+    return SUCCESS
+
+
+def task_list(args: argparse.Namespace, out: Output) -> int:
+    """List your tasks, newest first."""
+    client = _client(args, out)
+    found: dict[str, TaskInfo] = {}
+    for state in args.state or [None]:
+        for info in client.tasks(state=state, batch=args.batch, owner=args.owner, limit=args.limit):
+            found[info.key] = info
+    newest = sorted(found.values(), key=lambda info: info.created or info.key, reverse=True)
+    newest = newest[: args.limit]
+    rows = [["KEY", "STATE", "NODE", "CREATED", "ID"]] + [
+        [info.key, str(info.state), info.node or "-", when(info.created), _task_id(info)]
+        for info in newest
+    ]
+    out.data([dict(info.raw) for info in newest], table(rows) if newest else "no tasks")
+    return SUCCESS
+
+
+def _task_id(info: TaskInfo) -> str:
+    return (info.task.id if info.task else None) or "-"
+
+
+def task_status(args: argparse.Namespace, out: Output) -> int:
+    """Show a task's state, node, attempts and times."""
+    client = _client(args, out)
+    with about(f"task {args.key}"):
+        info = client.task(args.key)
+    lines = [
+        f"key       {info.key}",
+        f"state     {describe_state(info)}",
+        f"id        {_task_id(info)}",
+        f"owner     {info.owner or '-'}",
+        f"attempts  {info.attempts} of {info.max_attempts}",
+        f"created   {when(info.created)}",
+        f"started   {when(info.started)}",
+        f"finished  {when(info.finished)}",
+    ]
+    if info.result is not None:
+        lines.append(f"verdict   {info.result.status} (exit {info.result.result})")
+    out.data(dict(info.raw), "\n".join(lines))
+    return SUCCESS
+
+
+def task_cancel(args: argparse.Namespace, out: Output) -> int:
+    """Cancel a task that has not finished; a running one is killed on its node."""
+    client = _client(args, out)
+    with about(f"task {args.key}"):
+        info = client.cancel(args.key)
+    out.data(dict(info.raw), f"{info.key}: {info.state}")
+    return SUCCESS
+
+
+def result_get(args: argparse.Namespace, out: Output) -> int:
+    """Write a finished task's result into DIR: kolejka_result.json and the result files."""
+    client = _client(args, out)
+    try:
+        with about(f"task {args.key}"):
+            result = client.fetch_result(args.key, args.folder)
+    except NotFinished as error:
+        detail = (
+            f"task {args.key} has no result yet (it is {error.body.get('state', 'not done')}); "
+            f"wait for it with 'kolejka-client result wait {args.key} {args.folder}'"
+        )
+        raise NotFinished(error.status, error.code, detail, None, error.body) from None
+    folder = str(Path(args.folder).resolve())
+    document = {"key": args.key, "result_dir": folder, "result": result.to_dict()}
+    out.data(document, _verdict_line(args.key, result))
+    return SUCCESS
+
+
+def result_wait(args: argparse.Namespace, out: Output) -> int:
+    """Wait for a task to finish, showing its state live; with DIR, download its result.
+
+    Exits as execute does. Ctrl-C stops waiting; the task keeps running.
+    """
+    client = _client(args, out)
+    with about(f"task {args.key}"):
+        final = _wait(client, args.key, out, "leave")
+        return _finish(client, final, args.folder, out, args.key)
+
+
+def blob_put(args: argparse.Namespace, out: Output) -> int:
+    """Store a file's content on the server and print its reference (sha256)."""
+    client = _client(args, out)
+    blob = client.put_blob(args.file)
+    out.data({"reference": blob.reference, "size": blob.size}, blob.reference)
+    return SUCCESS
+
+
+def blob_get(args: argparse.Namespace, out: Output) -> int:
+    """Download a blob into FILE, checking its sha256."""
+    client = _client(args, out)
+    with about(f"blob {args.reference}"):
+        blob = client.get_blob(args.reference, args.file)
+    path = str(Path(args.file).resolve())
+    out.data({"reference": blob.reference, "size": blob.size, "file": path}, path)
+    return SUCCESS
+
+
+def queue_stats(args: argparse.Namespace, out: Output) -> int:
+    """Show task counts by state and the nodes (a client sees its own tasks only)."""
+    client = _client(args, out)
+    stats = client.queue_stats()
+    rows = [["STATE", "TASKS"]] + [[state, str(n)] for state, n in sorted(stats.states.items())]
+    text = table(rows) + f"\noldest queued: {when(stats.oldest_queued)}"
+    if stats.nodes:
+        nodes = [["NODE", "RUNNING", "LAST SEEN"]]
+        for name, node in sorted(stats.nodes.items()):
+            nodes.append([name, str(node.get("running", "-")), str(node.get("last_seen") or "-")])
+        text += "\n\n" + table(nodes)
+    out.data(dict(stats.raw), text)
+    return SUCCESS
+
+
+def _prompt(question: str, secret: bool) -> str:
+    """Read an answer from the terminal, or a line of stdin when there is none (scripts)."""
+    if sys.stdin.isatty():
+        return getpass.getpass(question) if secret else input(question)
+    return sys.stdin.readline().rstrip("\n")
+
+
+def login(args: argparse.Namespace, out: Output) -> int:
+    """Log in and store a token (never the password) for later commands.
+
+    The name and password come from --username/--password or KOLEJKA_USERNAME/PASSWORD, else
+    they are asked for (read from stdin lines without a terminal). The token is stored, mode
+    0600, in ~/.config/kolejka/credentials, and the server becomes the default one.
+    """
+    settings = _settings(args)
+    server = settings.require_server()
+    username = settings.value("username") or _prompt("username: ", secret=False)
+    password = settings.value("password") or _prompt(f"password for {username}: ", secret=True)
+    client = KolejkaClient(server, retries=getattr(args, "retries", 5))
+    account = client.login(username, password)
+    assert account.token is not None
+    path = store_login(settings.user_dir, server, account.username, account.token)
+    document = {
+        "server": server,
+        "username": account.username,
+        "role": account.role,
+        "credentials": str(path),
+    }
+    out.data(document, f"logged in to {server} as {account.username} ({account.role})")
+    out.message(f"token stored in {path}")
+    return SUCCESS
+
+
+def logout(args: argparse.Namespace, out: Output) -> int:
+    """Revoke the stored token on the server and forget it."""
+    settings = _settings(args)
+    server = settings.require_server()
+    credential = settings.credential()
+    revoked, failure = False, None
+    if credential is not None and credential[0] == "token":
+        client = KolejkaClient(server, token=credential[1], retries=getattr(args, "retries", 5))
+        try:
+            client.logout()
+            revoked = True
+        except AuthenticationFailed:
+            revoked = True  # the token was already invalid
+        except ClientError as error:
+            failure = error
+    forgot = forget_login(settings.user_dir, server)
+    out.data(
+        {"server": server, "revoked": revoked, "forgotten": forgot},
+        f"logged out of {server}" if forgot or revoked else f"no login stored for {server}",
+    )
+    if failure is not None:
+        out.error(f"the token was forgotten here but not revoked on the server: {failure}")
+        return failure.exit_code
+    return SUCCESS

@@ -1,0 +1,289 @@
+"""The server's answers as typed objects. Each keeps the whole answer in `raw`, so a field this
+version does not know is not lost (``--json`` prints `raw`)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kolejka.common import Result, Task
+
+from .errors import ConnectionFailed
+
+
+class TaskState(enum.StrEnum):
+    """Where a task is in its life; `done`, `failed` and `cancelled` are final."""
+
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED)
+
+
+def _document(data: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ConnectionFailed(f"the server's answer for {what} is not a JSON object: {data!r}")
+    return data
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _int(value: object, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+@dataclass
+class TaskInfo:
+    """The task resource: `task` is the submitted spec (files as references), `result` the
+    accepted result once the task is `done`."""
+
+    key: str
+    state: TaskState
+    owner: str | None
+    priority: int
+    batch: str | None
+    attempts: int
+    max_attempts: int
+    node: str | None
+    created: datetime | None
+    updated: datetime | None
+    started: datetime | None
+    finished: datetime | None
+    error: str | None
+    task: Task | None
+    result: Result | None
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: object) -> TaskInfo:
+        document = _document(data, "a task")
+        key = document.get("key")
+        if not isinstance(key, str):
+            raise ConnectionFailed(f"the server sent a task without a key: {document!r}")
+        spec, result = document.get("task"), document.get("result")
+        return cls(
+            key=key,
+            state=TaskState(str(document.get("state"))),
+            owner=_str(document.get("owner")),
+            priority=_int(document.get("priority")),
+            batch=_str(document.get("batch")),
+            attempts=_int(document.get("attempts")),
+            max_attempts=_int(document.get("max_attempts")),
+            node=_str(document.get("node")),
+            created=_time(document.get("created")),
+            updated=_time(document.get("updated")),
+            started=_time(document.get("started")),
+            finished=_time(document.get("finished")),
+            error=_str(document.get("error")),
+            task=Task.from_dict(spec) if spec is not None else None,
+            result=Result.from_dict(result) if result is not None else None,
+            raw=document,
+        )
+
+
+@dataclass
+class Batch:
+    """A batch submission: its id and its tasks."""
+
+    batch: str
+    tasks: list[TaskInfo]
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Batch:
+        document = _document(data, "a batch")
+        tasks = document.get("tasks") or []
+        return cls(
+            batch=str(document.get("batch")),
+            tasks=[TaskInfo.from_dict(item) for item in tasks],
+            raw=document,
+        )
+
+
+@dataclass
+class BatchProgress:
+    """How many tasks of a batch are in each state."""
+
+    batch: str
+    total: int
+    states: dict[str, int]
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: object) -> BatchProgress:
+        document = _document(data, "a batch")
+        states = document.get("states") or {}
+        return cls(
+            batch=str(document.get("batch")),
+            total=_int(document.get("total")),
+            states={str(key): _int(value) for key, value in states.items()},
+            raw=document,
+        )
+
+
+@dataclass
+class Account:
+    """Who the client is: `username` and `role`; `token` only right after a login."""
+
+    username: str
+    role: str
+    token: str | None
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Account:
+        document = _document(data, "the account")
+        return cls(
+            username=str(document.get("username")),
+            role=str(document.get("role")),
+            token=_str(document.get("token")),
+            raw=document,
+        )
+
+
+@dataclass
+class QueueStats:
+    """Task counts by state, nodes with what they run, and the oldest queued task's time."""
+
+    states: dict[str, int]
+    nodes: dict[str, Mapping[str, Any]]
+    oldest_queued: datetime | None
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: object) -> QueueStats:
+        document = _document(data, "the queue statistics")
+        states = document.get("states") or {}
+        nodes = document.get("nodes") or {}
+        return cls(
+            states={str(key): _int(value) for key, value in states.items()},
+            nodes={str(key): value for key, value in nodes.items()},
+            oldest_queued=_time(document.get("oldest_queued")),
+            raw=document,
+        )
+
+
+@dataclass
+class Node:
+    """A registered node (the foreman's view)."""
+
+    name: str
+    capacity: Mapping[str, Any]
+    tags: list[str]
+    slots: int
+    last_seen: datetime | None
+    running: list[str]
+    draining: bool
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Node:
+        document = _document(data, "a node")
+        return cls(
+            name=str(document.get("name")),
+            capacity=document.get("capacity") or {},
+            tags=[str(tag) for tag in document.get("tags") or []],
+            slots=_int(document.get("slots"), 1),
+            last_seen=_time(document.get("last_seen")),
+            running=[str(key) for key in document.get("running") or []],
+            draining=bool(document.get("draining")),
+            raw=document,
+        )
+
+
+@dataclass
+class Lease:
+    """A claim on one attempt of a task; renew it by heartbeats before `expires`."""
+
+    id: str
+    expires: datetime | None
+    ttl: float
+    attempt: int
+
+    @classmethod
+    def from_dict(cls, data: object) -> Lease:
+        document = _document(data, "a lease")
+        ttl = document.get("ttl")
+        return cls(
+            id=str(document.get("id")),
+            expires=_time(document.get("expires")),
+            ttl=float(ttl) if isinstance(ttl, int | float) else 0.0,
+            attempt=_int(document.get("attempt"), 1),
+        )
+
+
+@dataclass
+class Claim:
+    """The answer to a claim: a `lease` and its `task`, or neither when no task came in time.
+    `drain` says the node is draining and should take no more tasks."""
+
+    lease: Lease | None
+    task: TaskInfo | None
+    drain: bool
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Claim:
+        document = _document(data, "a claim")
+        lease, task = document.get("lease"), document.get("task")
+        return cls(
+            lease=Lease.from_dict(lease) if lease else None,
+            task=TaskInfo.from_dict(task) if task else None,
+            drain=bool(document.get("drain")),
+            raw=document,
+        )
+
+
+@dataclass
+class Heartbeat:
+    """A renewed lease: its new `expires`, and `cancel` when the owner cancelled the task."""
+
+    expires: datetime | None
+    cancel: bool
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Heartbeat:
+        document = _document(data, "a heartbeat")
+        return cls(
+            expires=_time(document.get("expires")),
+            cancel=bool(document.get("cancel")),
+            raw=document,
+        )
+
+
+@dataclass
+class Image:
+    """A docker image stored as a `docker save` tarball blob."""
+
+    name: str
+    reference: str
+    size: int
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Image:
+        document = _document(data, "an image")
+        return cls(
+            name=str(document.get("name")),
+            reference=str(document.get("reference")),
+            size=_int(document.get("size")),
+            raw=document,
+        )

@@ -1,0 +1,131 @@
+"""The foreman's side of the API: nodes, claims, leases, results and stored images.
+
+`KolejkaClient` carries these methods; they need a user with the ``foreman`` role (images and
+draining: ``admin``). Which requests are retried after a failure: a heartbeat, a result, a
+failure report and a release are (the server refuses a second one, so a repeat changes nothing
+and a lost answer is not a lost report); a claim is repeated only when it surely never reached
+the server, since a repeated claim could take a second task.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from kolejka.common import Capacity, Limits, Result, Task
+
+from . import folders
+from .blobs import ProgressFactory
+from .models import Claim, Heartbeat, Image, Lease, Node, TaskInfo
+from .transport import MAX_PAUSE, Transport
+
+PathLike = str | os.PathLike[str]
+MAX_CLAIM_WAIT = 60
+
+
+def _lease_id(lease: Lease | str) -> str:
+    return lease.id if isinstance(lease, Lease) else lease
+
+
+class NodeApi:
+    """Methods for foremen; mixed into `KolejkaClient`."""
+
+    transport: Transport
+    progress: ProgressFactory | None
+
+    def register_node(
+        self,
+        name: str,
+        capacity: Capacity,
+        *,
+        tags: Iterable[str] = (),
+        defaults: Limits | None = None,
+        slots: int = 1,
+    ) -> Node:
+        """Register the node `name` (or update it): what it has, its tags, its default limits."""
+        body = {
+            "capacity": capacity.to_dict(),
+            "tags": list(tags),
+            "defaults": (defaults or Limits()).to_dict(),
+            "slots": slots,
+        }
+        return Node.from_dict(self.transport.json("PUT", f"nodes/{name}/", json=body))
+
+    def nodes(self) -> list[Node]:
+        """The registered nodes (a foreman sees its own)."""
+        page = self.transport.json("GET", "nodes/")
+        items = page.get("results", []) if isinstance(page, dict) else page
+        return [Node.from_dict(item) for item in items or []]
+
+    def drain_node(self, name: str, drain: bool = True) -> Node:
+        """Admin: stop giving the node new tasks (`drain` false undoes it)."""
+        answer = self.transport.json("POST", f"nodes/{name}/drain/", json={"drain": drain})
+        return Node.from_dict(answer)
+
+    def claim(self, node: str, free: Capacity, *, idle: bool, wait: float = 30) -> Claim:
+        """Take the first queued task that fits `free`, waiting up to `wait` seconds for one.
+
+        The answer's `lease` and `task` are `None` when none came; `drain` says to stop
+        claiming. `wait` is capped at 60 s, as the server does.
+        """
+        wait = max(0.0, min(float(MAX_CLAIM_WAIT), wait))
+        body = {"free": free.to_dict(), "idle": idle, "wait": wait}
+        answer = self.transport.json(
+            "POST", f"nodes/{node}/claim/", json=body, safe=False, timeout=wait + MAX_PAUSE
+        )
+        return Claim.from_dict(answer)
+
+    def heartbeat(self, lease: Lease | str, *, running: bool = True) -> Heartbeat:
+        """Renew the lease. `cancel` in the answer: the owner cancelled, kill the task. Raises
+        `LeaseLost` when the lease is gone (kill the task's copy too)."""
+        answer = self.transport.json(
+            "POST", f"leases/{_lease_id(lease)}/heartbeat/", json={"running": running}, safe=True
+        )
+        return Heartbeat.from_dict(answer)
+
+    def fetch_task_files(self, task: Task, folder: PathLike) -> Task:
+        """Download a claimed task (files as references) into `folder` as a task folder."""
+        return folders.write_task(self.transport, task, Path(folder), self.progress)
+
+    def post_result(
+        self, lease: Lease | str, result: Result, folder: PathLike | None = None
+    ) -> TaskInfo:
+        """Report the result of the leased task; return the task, now `done`.
+
+        Files of `result` given by `path` are uploaded from `folder` first (a result folder as
+        the worker writes it). Raises `LeaseLost` for a stale lease, `Conflict` when a result
+        was already accepted (also when a repeat of this call lost its first answer).
+        """
+        uploaded = folders.upload_result(self.transport, result, folder, self.progress)
+        answer = self.transport.json(
+            "POST", f"leases/{_lease_id(lease)}/result/", json=uploaded.to_dict(), safe=True
+        )
+        return TaskInfo.from_dict(answer)
+
+    def fail(self, lease: Lease | str, error: str, *, retry: bool = True) -> TaskInfo:
+        """Report a platform failure of the leased task; it is queued again while attempts
+        remain and `retry` is true, else it is `failed` with `error`."""
+        answer = self.transport.json(
+            "POST",
+            f"leases/{_lease_id(lease)}/fail/",
+            json={"error": error, "retry": retry},
+            safe=True,
+        )
+        return TaskInfo.from_dict(answer)
+
+    def release(self, lease: Lease | str) -> None:
+        """Hand the leased task back without counting an attempt (the foreman is stopping)."""
+        self.transport.request("POST", f"leases/{_lease_id(lease)}/release/", safe=True)
+
+    def images(self, name: str | None = None) -> list[Image]:
+        """Images stored as blobs (``docker save`` tarballs), by `name` if given."""
+        params: dict[str, Any] = {"name": name} if name is not None else {}
+        page = self.transport.json("GET", "images/", params=params)
+        return [Image.from_dict(item) for item in page.get("results") or []]
+
+    def put_image(self, name: str, reference: str) -> Image:
+        """Admin: store the blob `reference` (a ``docker save`` tarball) as image `name`."""
+        body = {"name": name, "reference": reference}
+        return Image.from_dict(self.transport.json("PUT", "images/", json=body))

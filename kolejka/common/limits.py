@@ -1,0 +1,144 @@
+"""`Limits`: the resources a task may use, as in the ``limits`` object of ``kolejka_task.json``.
+
+`None` in a field means "not limited here"; the worker fills such fields from the operator's
+defaults (`with_defaults`) and caps them by the operator's maxima (`tightened`), so a task that
+sets nothing still cannot fill a disk or run forever.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .errors import SpecError
+from .units import format_memory, format_time, parse_bool, parse_int, parse_memory, parse_time
+
+
+def _positive_int(value: object, field: str) -> int:
+    return parse_int(value, field, minimum=1)
+
+
+def _int(value: object, field: str) -> int:
+    return parse_int(value, field, minimum=0)
+
+
+def _positive_size(value: object, field: str) -> int:
+    return parse_memory(value, field, minimum=1)
+
+
+def _size(value: object, field: str) -> int:
+    return parse_memory(value, field, minimum=0)
+
+
+def _positive_time(value: object, field: str) -> float:
+    return parse_time(value, field, positive=True)
+
+
+def _dump_int(value: Any) -> Any:
+    return value
+
+
+# Each field: how to parse it and how to write it back the way the original wrote it.
+_PARSERS: dict[str, Callable[[object, str], Any]] = {
+    "cpus": _positive_int,
+    "cpus_offset": _int,
+    "memory": _positive_size,
+    "swap": _size,
+    "pids": _positive_int,
+    "time": _positive_time,
+    "cpu_time": _positive_time,
+    "storage": _positive_size,
+    "workspace": _positive_size,
+    "image": _positive_size,
+    "network": parse_bool,
+    "root": parse_bool,
+    "gpus": _int,
+    "gpus_offset": _int,
+    "gpu_memory": _positive_size,
+}
+_DUMPERS: dict[str, Callable[[Any], Any]] = {
+    "memory": format_memory,
+    "swap": format_memory,
+    "storage": format_memory,
+    "workspace": format_memory,
+    "image": format_memory,
+    "gpu_memory": format_memory,
+    "time": format_time,
+    "cpu_time": format_time,
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits. Sizes are bytes, durations seconds, `None` means unset."""
+
+    cpus: int | None = None
+    cpus_offset: int | None = None
+    memory: int | None = None
+    swap: int | None = None
+    pids: int | None = None
+    time: float | None = None
+    cpu_time: float | None = None
+    storage: int | None = None
+    workspace: int | None = None
+    image: int | None = None
+    network: bool | None = None
+    root: bool | None = None
+    gpus: int | None = None
+    gpus_offset: int | None = None
+    gpu_memory: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: object, field: str = "limits") -> Limits:
+        """Parse a ``limits`` object; raise `SpecError` on an unknown key or an invalid value.
+
+        A JSON ``null`` value leaves the field unset.
+        """
+        if not isinstance(data, Mapping):
+            raise SpecError(field, data, "must be an object")
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            parser = _PARSERS.get(key)
+            if parser is None:
+                known = ", ".join(sorted(_PARSERS))
+                raise SpecError(f"{field}.{key}", value, f"unknown limit; known limits: {known}")
+            if value is not None:
+                values[key] = parser(value, f"{field}.{key}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the set fields as the original wrote them (sizes ``64M``, durations ``1s``)."""
+        result: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is not None:
+                result[item.name] = _DUMPERS.get(item.name, _dump_int)(value)
+        return result
+
+    def with_defaults(self, defaults: Limits) -> Limits:
+        """Return these limits with every unset field taken from `defaults`."""
+        changes = {
+            item.name: getattr(defaults, item.name)
+            for item in fields(self)
+            if getattr(self, item.name) is None
+        }
+        return dataclasses.replace(self, **changes)
+
+    def tightened(self, maxima: Limits) -> Limits:
+        """Return the field-wise minimum of these limits and `maxima` (unset = unlimited).
+
+        Placement fields (`cpus_offset`, `gpus_offset`) are not limits: `maxima`'s value, when set,
+        replaces ours. The flags `network` and `root` are allowed only if both allow them.
+        """
+        changes: dict[str, Any] = {}
+        for item in fields(self):
+            mine, theirs = getattr(self, item.name), getattr(maxima, item.name)
+            if theirs is None:
+                continue
+            if mine is None or item.name in ("cpus_offset", "gpus_offset"):
+                changes[item.name] = theirs
+            else:
+                changes[item.name] = min(mine, theirs)
+        return dataclasses.replace(self, **changes)

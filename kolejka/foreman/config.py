@@ -1,0 +1,171 @@
+"""The foreman's settings: flags over ``KOLEJKA_FOREMAN_*`` over the ``[foreman]`` file section.
+
+The server and credentials come from the same layers as the client's (`kolejka.client.config`).
+What the operator does not set is detected (`kolejka.foreman.hardware`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kolejka.client.config import Settings
+from kolejka.common import Capacity, Limits, SpecError
+from kolejka.common.units import parse_int, parse_memory, parse_time
+
+from .hardware import Gpu, detect_capacity
+
+SECTION = "foreman"
+DEFAULT_WORK_DIR = Path("/var/lib/kolejka/foreman")
+DEFAULT_OBSERVER = "/run/kolejka/observer.sock"
+
+
+@dataclass(frozen=True)
+class ForemanConfig:
+    """Everything a foreman needs to run. Sizes in bytes, durations in seconds."""
+
+    name: str
+    work_dir: Path
+    capacity: Capacity
+    tags: frozenset[str]
+    slots: int
+    defaults: Limits = field(default_factory=Limits)
+    observer: str | None = DEFAULT_OBSERVER
+    blob_cache: int = 10 * 2**30
+    image_cache: int = 50 * 2**30
+    grace: float = 60.0
+    claim_wait: float = 30.0
+    burst: bool = False
+    max_tasks: int | None = None
+    failure_limit: int = 3
+
+
+T = TypeVar("T")
+
+
+def _pick(
+    flag: T | None, settings: Settings, key: str, parse: Callable[[str, str], T], default: T
+) -> T:
+    if flag is not None:
+        return flag
+    text = settings.get(SECTION, key)
+    return parse(text, f"{SECTION}.{key}") if text is not None else default
+
+
+def _text(value: str, field: str) -> str:
+    return value
+
+
+def _flag(value: str, field: str) -> bool:
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise SpecError(field, value, "must be true or false")
+
+
+def _counts(text: str, field: str) -> dict[str, int]:
+    """``licence=1,fpga=2`` as a mapping."""
+    counts = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, equals, count = item.partition("=")
+        if not equals or not name:
+            raise SpecError(field, text, "must be NAME=COUNT[,NAME=COUNT...]")
+        counts[name.strip()] = parse_int(count, f"{field}.{name.strip()}", minimum=1)
+    return counts
+
+
+def _tags(text: str, field: str) -> frozenset[str]:
+    return frozenset(filter(None, (tag.strip() for tag in text.split(","))))
+
+
+def _limits(text: str, field: str) -> Limits:
+    """``memory=1G,time=10min`` as `Limits`."""
+    values: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, equals, value = item.partition("=")
+        if not equals:
+            raise SpecError(field, text, "must be LIMIT=VALUE[,LIMIT=VALUE...]")
+        values[name.strip()] = value.strip()
+    return Limits.from_dict(values, field)
+
+
+def build_config(
+    args: argparse.Namespace, settings: Settings, gpus: list[Gpu], detected_tags: frozenset[str]
+) -> ForemanConfig:
+    """Resolve the configuration from parsed flags, `settings` and what was detected."""
+    work_dir = Path(_pick(args.work_dir, settings, "work_dir", _text, str(DEFAULT_WORK_DIR)))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    detected = detect_capacity(gpus)
+    capacity = Capacity(
+        cpus=_pick(args.cpus, settings, "cpus", parse_int, detected.cpus),
+        memory=_pick(args.memory, settings, "memory", parse_memory, detected.memory),
+        gpus=_pick(args.gpus, settings, "gpus", parse_int, detected.gpus),
+        workspace=_pick(args.workspace, settings, "workspace", parse_memory, detected.workspace),
+        resources=_pick(args.resources, settings, "resources", _counts, {}),
+    )
+    observer: str | None = _pick(args.observer, settings, "observer", _text, DEFAULT_OBSERVER)
+    return ForemanConfig(
+        name=_pick(args.name, settings, "name", _text, platform.node()),
+        work_dir=work_dir,
+        capacity=capacity,
+        tags=detected_tags | _pick(args.tags, settings, "tags", _tags, frozenset()),
+        slots=_pick(args.slots, settings, "slots", parse_int, max(capacity.cpus, 1)),
+        defaults=_pick(args.defaults, settings, "defaults", _limits, Limits(cpus=1)),
+        observer=observer or None,
+        blob_cache=_pick(args.blob_cache, settings, "blob_cache", parse_memory, 10 * 2**30),
+        image_cache=_pick(args.image_cache, settings, "image_cache", parse_memory, 50 * 2**30),
+        grace=_pick(args.grace, settings, "grace", parse_time, 60.0),
+        claim_wait=_pick(args.claim_wait, settings, "claim_wait", parse_time, 30.0),
+        burst=args.burst or _pick(None, settings, "burst", _flag, False),
+        max_tasks=args.max_tasks or _pick(None, settings, "max_tasks", parse_int, 0) or None,
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The foreman's own flags (every one is also ``KOLEJKA_FOREMAN_<NAME>`` and a file key)."""
+
+    def memory(text: str) -> int:
+        return parse_memory(text, "size")
+
+    def duration(text: str) -> float:
+        return parse_time(text, "duration")
+
+    def count(text: str) -> int:
+        return parse_int(text, "count", minimum=1)
+
+    add = parser.add_argument
+    add("--name", help="node name (default: the host name)")
+    add("--work-dir", help=f"where tasks, caches and the spool live (default {DEFAULT_WORK_DIR})")
+    add("--observer", help=f"observer socket, '' for none (default {DEFAULT_OBSERVER})")
+    add("--slots", type=count, help="tasks run at once (default: the cpus)")
+    add("--cpus", type=count, help="cores to offer (default: all this process may use)")
+    add("--memory", type=memory, help="memory to offer, e.g. 16G (default: all)")
+    add("--gpus", type=lambda t: parse_int(t, "gpus"), help="GPUs to offer (default: detected)")
+    add("--workspace", type=memory, help="workspace space to offer (default: the memory)")
+    add("--resources", type=lambda t: _counts(t, "resources"), help="e.g. licence=1,fpga=2")
+    add("--tags", type=lambda t: _tags(t, "tags"), help="extra tags, comma-separated")
+    add("--defaults", type=lambda t: _limits(t, "defaults"), help="limits for tasks that set none")
+    add("--blob-cache", type=memory, help="disk for cached task files (default 10G)")
+    add("--image-cache", type=memory, help="disk for images this foreman pulls (default 50G)")
+    add("--grace", type=duration, help="on SIGTERM, how long tasks may finish (default 60s)")
+    add("--claim-wait", type=duration, help="long-poll length of a claim (default 30s)")
+    add("--burst", action="store_true", help="exit once the queue has nothing for this node")
+    add("--max-tasks", type=count, help="exit after running this many tasks")
+
+
+def describe(config: ForemanConfig) -> Mapping[str, Any]:
+    """The configuration as JSON, for ``kolejka-foreman detect`` and the start-up log."""
+    return {
+        "name": config.name,
+        "capacity": config.capacity.to_dict(),
+        "tags": sorted(config.tags),
+        "slots": config.slots,
+        "defaults": config.defaults.to_dict(),
+        "observer": config.observer,
+        "work_dir": str(config.work_dir),
+    }

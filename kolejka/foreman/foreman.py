@@ -1,0 +1,243 @@
+"""The foreman's main loop: register, then claim what fits the free part of the node, one claim
+at a time, and run each task in its own thread, until told to stop.
+
+Stopping is warm, then cold (as rq's workers): the first `stop()` ends claiming and lets running
+tasks finish within the grace period, then hands the rest back to the server; `stop(now=True)`
+hands everything back at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+
+from kolejka.client import ClientError, KolejkaClient, Lease, TaskInfo
+from kolejka.common import Demand
+
+from .blobcache import BlobCache
+from .config import ForemanConfig
+from .images import ImageCache
+from .ledger import Ledger
+from .spool import Spool
+from .taskrun import Runner, TaskRun, Toolkit, execute, upload
+
+log = logging.getLogger(__name__)
+
+# After this many platform failures in a row the node stops claiming for a while, doubling the
+# pause each time, so a broken node does not eat the queue.
+PAUSE_FIRST, PAUSE_MAX = 30.0, 1800.0
+RECONNECT_MAX = 30.0
+TRIM_EVERY = 30.0
+
+
+class Foreman:
+    """A node daemon. `run()` returns the number of tasks it ran."""
+
+    def __init__(
+        self,
+        config: ForemanConfig,
+        connect: Callable[[], KolejkaClient],
+        runner: Runner,
+        engine: docker.DockerClient,
+    ) -> None:
+        self.config = config
+        self.connect = connect
+        self.client = connect()
+        blobs = BlobCache(config.work_dir / "blobs", config.blob_cache)
+        cores = sorted(os.sched_getaffinity(0))
+        self.ledger = Ledger(config.capacity, config.tags, cores, list(range(config.capacity.gpus)))
+        self.spool = Spool(config.work_dir / "spool")
+        self.kit = Toolkit(
+            connect=connect,
+            runner=runner,
+            blobs=blobs,
+            images=ImageCache(
+                engine, config.work_dir / "images.json", config.image_cache, self._tarball
+            ),
+            spool=self.spool,
+            tasks_dir=config.work_dir / "tasks",
+            on_outcome=self._outcome,
+        )
+        self.running: dict[str, tuple[TaskRun, threading.Thread]] = {}
+        self.changed = threading.Condition()
+        self.stopping = threading.Event()
+        self.started = 0
+        self.failures = 0
+        self.paused_until = 0.0
+        self.trimmed = 0.0
+
+    def _tarball(self, image: str) -> Path | None:
+        """The ``docker save`` tarball the server stores for `image`, through the blob cache."""
+        client = self.connect()
+        try:
+            stored = client.images(image)
+            if not stored:
+                return None
+            return self.kit.blobs.get(stored[0].reference, client.get_blob)
+        finally:
+            client.close()
+
+    def stop(self, *, now: bool = False) -> None:
+        """Stop claiming; with `now`, also hand every running task back at once."""
+        self.stopping.set()
+        if now:
+            with self.changed:
+                runs = [run for run, _ in self.running.values()]
+            for run in runs:
+                run.stop("handed back")
+        with self.changed:
+            self.changed.notify_all()
+
+    def _outcome(self, ok: bool) -> None:
+        with self.changed:
+            if ok:
+                self.failures = 0
+                return
+            self.failures += 1
+            if self.failures >= self.config.failure_limit:
+                pause = min(
+                    PAUSE_FIRST * 2 ** (self.failures - self.config.failure_limit), PAUSE_MAX
+                )
+                self.paused_until = time.monotonic() + pause
+                log.error(
+                    "%d platform failures in a row: not claiming for %.0f s", self.failures, pause
+                )
+
+    def prepare(self) -> None:
+        """Clear what a previous run left (task folders), register, send spooled results."""
+        shutil.rmtree(self.kit.tasks_dir, ignore_errors=True)
+        self.kit.tasks_dir.mkdir(parents=True)
+        self.client.register_node(
+            self.config.name,
+            self.config.capacity,
+            tags=sorted(self.config.tags),
+            defaults=self.config.defaults,
+            slots=self.config.slots,
+        )
+        self.flush_spool()
+
+    def flush_spool(self) -> None:
+        """Send the results a task thread could not (the server was away), oldest first."""
+        with self.changed:
+            mine = set(self.running)
+        for spooled in self.spool.pending():
+            # A running task's thread sends its own result; only orphans are ours to send.
+            if spooled.lease_id not in mine and not upload(self.client, self.spool, spooled):
+                return
+
+    def _room(self) -> bool:
+        free = self.ledger.free()
+        return len(self.running) < self.config.slots and free.cpus > 0
+
+    def _wait_for_room(self) -> bool:
+        """Wait until a slot is free and claiming allowed; `False` once stopping."""
+        with self.changed:
+            while not self.stopping.is_set():
+                pause = self.paused_until - time.monotonic()
+                if pause <= 0 and self._room():
+                    return True
+                self.changed.wait(timeout=max(pause, 0) or None)
+        return False
+
+    def run(self) -> int:
+        """Claim and run tasks until stopped (or, in burst mode, until none is left)."""
+        self.prepare()
+        backoff, draining = 1.0, False
+        while self._wait_for_room():
+            if self.config.max_tasks is not None and self.started >= self.config.max_tasks:
+                break
+            try:
+                claim = self.client.claim(
+                    self.config.name,
+                    self.ledger.free(),
+                    idle=self.ledger.idle,
+                    wait=0 if self.config.burst else self.config.claim_wait,
+                )
+            except ClientError as error:
+                log.warning("claim failed: %s; retrying in %.0f s", error, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, RECONNECT_MAX)
+                continue
+            backoff = 1.0
+            if claim.drain != draining:
+                draining = claim.drain
+                log.info("node %s %s", self.config.name, "drains" if draining else "claims again")
+            if self.spool.pending():
+                self.flush_spool()
+            if claim.lease is not None and claim.task is not None:
+                self._start(claim.lease, claim.task)
+            elif self.config.burst and not self.running:
+                break
+            elif self.config.burst or draining:
+                # Nothing to take now: wait for a task of ours to end (or, draining and idle,
+                # for one claim period) before asking again.
+                self._wait_for_change(self.config.claim_wait)
+        self._shutdown()
+        return self.started
+
+    def _wait_for_change(self, timeout: float) -> None:
+        with self.changed:
+            count = len(self.running)
+            self.changed.wait_for(
+                lambda: len(self.running) != count or self.stopping.is_set(), timeout=timeout
+            )
+
+    def _start(self, lease: Lease, info: TaskInfo) -> None:
+        if info.task is None:
+            self.client.fail(lease, "the claim carried no task", retry=True)
+            return
+        demand = Demand.of(info.task, self.config.defaults)
+        placement = self.ledger.reserve(demand)
+        if placement is None:
+            # The server placed it by the same rule on the capacity we sent; only a race with
+            # our own books can land here. Hand it back rather than overcommit.
+            log.error("task %s does not fit after all; handing it back", info.key)
+            self.client.release(lease)
+            return
+        run = TaskRun(lease, info, demand, placement)
+        self.started += 1
+        thread = threading.Thread(target=self._work, args=(run,), name=f"task-{info.key}")
+        with self.changed:
+            self.running[lease.id] = (run, thread)
+        log.info("running task %s on cores %s", info.key, placement.cpus)
+        thread.start()
+
+    def _work(self, run: TaskRun) -> None:
+        try:
+            execute(run, self.kit)
+        finally:
+            self.ledger.release(run.demand, run.placement)
+            with self.changed:
+                self.running.pop(run.lease.id, None)
+                self.changed.notify_all()
+                in_use = {r.info.task.image for r, _ in self.running.values() if r.info.task}
+            self._trim(in_use)
+
+    def _trim(self, in_use: set[str]) -> None:
+        """Keep the caches within their budgets; at most every `TRIM_EVERY` seconds."""
+        now = time.monotonic()
+        if now - self.trimmed < TRIM_EVERY:
+            return
+        self.trimmed = now
+        self.kit.blobs.trim()
+        self.kit.images.trim(in_use)
+
+    def _shutdown(self) -> None:
+        """Let running tasks finish within the grace period, then hand the rest back."""
+        deadline = time.monotonic() + self.config.grace
+        with self.changed:
+            while self.running and time.monotonic() < deadline:
+                self.changed.wait(timeout=deadline - time.monotonic())
+            runs = list(self.running.values())
+        for run, _ in runs:
+            run.stop("handed back")
+        for _, thread in runs:
+            thread.join()
+        self.flush_spool()

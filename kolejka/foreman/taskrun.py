@@ -1,0 +1,223 @@
+"""One claimed task on this node: fetch its files and image, run it, heartbeat, report.
+
+Runs in its own thread. Whatever happens, the lease ends in exactly one report: a result, a
+failure (the server retries the task elsewhere), a release (handed back on shutdown), or nothing
+when the lease was lost or the owner cancelled (the server has already moved on).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from kolejka.client import ClientError, Conflict, KolejkaClient, Lease, LeaseLost, TaskInfo
+from kolejka.common import (
+    Demand,
+    FileSpec,
+    KolejkaError,
+    Result,
+    SpecError,
+    Status,
+    load_result,
+    save_task,
+)
+from kolejka.worker import Placement
+
+from .blobcache import BlobCache
+from .images import ImageCache, ImageUnavailableError
+from .spool import Spool, Spooled
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_MAX = 5.0
+
+
+class Runner(Protocol):
+    """Runs a task folder into a result folder (the worker, called in-process)."""
+
+    def __call__(
+        self, task_dir: Path, result_dir: Path, *, placement: Placement, cancel: threading.Event
+    ) -> Result: ...
+
+
+@dataclass
+class TaskRun:
+    """A task this node holds a lease on."""
+
+    lease: Lease
+    info: TaskInfo
+    demand: Demand
+    placement: Placement
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+    # Wakes the heartbeat at once: when the task starts (the server shows it running) and ends.
+    poke: threading.Event = field(default_factory=threading.Event)
+    # Why the task was stopped from outside, if it was: "lost", "cancelled", "handed back".
+    stopped: str | None = None
+
+    def stop(self, why: str) -> None:
+        if self.stopped is None:
+            self.stopped = why
+        self.cancel.set()
+
+
+@dataclass
+class Toolkit:
+    """What a task run needs from its foreman. `connect` makes a client of the foreman's user:
+    each thread talks through its own (a `requests` session is not made for sharing)."""
+
+    connect: Callable[[], KolejkaClient]
+    runner: Runner
+    blobs: BlobCache
+    images: ImageCache
+    spool: Spool
+    tasks_dir: Path
+    on_outcome: Callable[[bool], None]  # called with whether the node did its part
+
+
+def execute(run: TaskRun, kit: Toolkit) -> None:
+    """Run `run` to its one report; never raises."""
+    client = kit.connect()
+    beats = threading.Thread(target=_heartbeat, args=(run, kit.connect()), daemon=True)
+    beats.start()
+    folder = kit.tasks_dir / run.lease.id
+    try:
+        result = _run(run, kit, client, folder)
+        if run.stopped == "handed back":
+            client.release(run.lease)
+        elif run.stopped is not None:
+            log.info("task %s %s; its result is dropped", run.info.key, run.stopped)
+        elif result.status == Status.SYSTEM_ERROR:
+            _fail(run, kit, client, result.error or "the worker failed")
+        else:
+            kit.on_outcome(True)
+            spooled = kit.spool.put(run.lease.id, run.info.key, folder / "result")
+            sent = upload(client, kit.spool, spooled)
+            log.info(
+                "task %s: %s, result %s", run.info.key, result.status, "sent" if sent else "kept"
+            )
+    except ImageUnavailableError as error:
+        _fail(run, kit, client, str(error))
+    except SpecError as error:
+        # The server checked the task with the same rules; a task it took but we refuse is not
+        # worth retrying elsewhere.
+        _report_failure(client, run, f"invalid task: {error}", retry=False)
+    except ClientError as error:
+        log.warning("task %s: the server could not be reached: %s", run.info.key, error)
+    except Exception as error:
+        log.exception("task %s failed on this node", run.info.key)
+        _fail(run, kit, client, f"foreman error: {type(error).__name__}: {error}")
+    finally:
+        run.finished.set()
+        run.poke.set()
+        beats.join()
+        client.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(run: TaskRun, kit: Toolkit, client: KolejkaClient, folder: Path) -> Result:
+    task = run.info.task
+    if task is None:
+        raise SpecError("task", None, "the claim carried no task")
+    task_dir, result_dir = folder / "task", folder / "result"
+    task_dir.mkdir(parents=True)
+
+    local = {}
+    for name, spec in task.files.items():
+        if spec.reference is None:
+            raise SpecError(f"files.{name}", spec.to_dict(), "a claimed task has only references")
+        kit.blobs.place(spec.reference, client.get_blob, task_dir / name)
+        local[name] = FileSpec(path=name)
+    task.files = local
+    save_task(task, task_dir)
+    kit.images.ensure(task.image, max_size=task.limits.image)
+    run.started.set()
+    run.poke.set()
+    return kit.runner(task_dir, result_dir, placement=run.placement, cancel=run.cancel)
+
+
+def _fail(run: TaskRun, kit: Toolkit, client: KolejkaClient, error: str) -> None:
+    kit.on_outcome(False)
+    if run.stopped == "handed back":
+        client.release(run.lease)
+    elif run.stopped is None:
+        _report_failure(client, run, error, retry=True)
+
+
+def _report_failure(client: KolejkaClient, run: TaskRun, error: str, *, retry: bool) -> None:
+    log.warning("task %s: platform failure reported to the server: %s", run.info.key, error)
+    try:
+        client.fail(run.lease, error, retry=retry)
+    except LeaseLost:
+        log.info("task %s: lease already gone", run.info.key)
+
+
+def upload(client: KolejkaClient, spool: Spool, spooled: Spooled) -> bool:
+    """Post a spooled result; return whether it left the spool (accepted, or refused for good).
+
+    A server that cannot be reached leaves it in the spool for the next try.
+    """
+    try:
+        client.post_result(spooled.lease_id, load_result(spooled.result_dir), spooled.result_dir)
+    except LeaseLost:
+        log.warning("task %s: lease expired before its result arrived", spooled.task_key)
+    except Conflict as error:
+        log.warning("task %s: result refused: %s", spooled.task_key, error)
+    except ClientError as error:
+        log.warning("task %s: result kept for later: %s", spooled.task_key, error)
+        return False
+    spool.remove(spooled)
+    return True
+
+
+def _heartbeat(run: TaskRun, client: KolejkaClient) -> None:
+    """Renew the lease until the task finishes; stop the task when the lease cannot be kept."""
+    try:
+        _beat(run, client)
+    finally:
+        client.close()
+
+
+def _beat(run: TaskRun, client: KolejkaClient) -> None:
+    ttl = run.lease.ttl or 30.0
+    # Often enough to renew the lease twice over, and to hear of a cancel within seconds.
+    interval = max(min(ttl / 3, HEARTBEAT_MAX), 0.2)
+    deadline = time.monotonic() + ttl
+    due, announced = time.monotonic() + interval, False
+    while True:
+        run.poke.wait(timeout=max(due - time.monotonic(), 0))
+        run.poke.clear()
+        if run.finished.is_set():
+            return
+        if time.monotonic() < due and (announced or not run.started.is_set()):
+            continue
+        running = run.started.is_set()
+        try:
+            beat = client.heartbeat(run.lease, running=running)
+        except LeaseLost:
+            log.warning("task %s: lease lost; killing our copy", run.info.key)
+            run.stop("lost")
+            return
+        except KolejkaError as error:
+            if time.monotonic() > deadline:
+                log.warning(
+                    "task %s: lease not renewed in time (%s); killing it", run.info.key, error
+                )
+                run.stop("lost")
+                return
+            due = time.monotonic() + min(interval, 1.0)
+            continue
+        announced = announced or running
+        deadline = time.monotonic() + ttl
+        due = time.monotonic() + interval
+        if beat.cancel:
+            log.info("task %s: cancelled by its owner", run.info.key)
+            run.stop("cancelled")
+            return

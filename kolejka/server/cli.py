@@ -1,0 +1,17 @@
+"""`kolejka-server`: Django's management command line on kolejka's settings.
+
+``kolejka-server migrate``, ``runserver``, ``serve`` (production, gunicorn), ``adduser``,
+``setuser``, ``token``, ``reap``, ``collectblobs``, ``check --deploy``, ...
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kolejka.server.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(["kolejka-server", *(sys.argv[1:] if argv is None else argv)])

@@ -1,0 +1,1 @@
+"""The grid: users, blobs, tasks, the queue, leases, nodes and results."""

@@ -1,0 +1,150 @@
+"""The API's one error shape, ``{"code", "detail", "field"}``, for every 4xx it answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from kolejka.common import SpecError
+
+
+class ApiError(exceptions.APIException):
+    """An API error with an optional `field` at fault and `extra` keys for the body."""
+
+    def __init__(self, detail: str, field: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.field = field
+        self.extra = extra
+
+
+class Invalid(ApiError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "invalid"
+
+
+class Forbidden(ApiError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "permission_denied"
+
+
+class NotFound(ApiError):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "not_found"
+
+
+class Conflict(ApiError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class LeaseLost(Conflict):
+    default_code = "lease_lost"
+
+
+class NotFinished(Conflict):
+    default_code = "not_finished"
+
+
+class TooLarge(ApiError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+
+class QuotaExceeded(ApiError):
+    status_code = status.HTTP_507_INSUFFICIENT_STORAGE
+    default_code = "quota_exceeded"
+
+
+def spec_error(error: SpecError, prefix: str) -> Invalid:
+    """`error` from the common format rules, naming its field under `prefix` (``task``)."""
+    return Invalid(str(error), field=f"{prefix}.{error.field}" if prefix else error.field)
+
+
+def _first(detail: Any, path: str) -> tuple[str, str, str]:
+    """The first leaf of a DRF error detail: (field path, message, code)."""
+    if isinstance(detail, dict):
+        key, value = next(iter(detail.items()))
+        if key == "non_field_errors":
+            return _first(value, path)
+        return _first(value, f"{path}.{key}" if path else str(key))
+    if isinstance(detail, list):
+        for index, item in enumerate(detail):
+            if item:
+                inner = path if not isinstance(item, dict | list) else f"{path}[{index}]"
+                return _first(item, inner)
+        return path, "invalid", "invalid"
+    return path, str(detail), getattr(detail, "code", None) or "invalid"
+
+
+def error_body(error: exceptions.APIException) -> dict[str, Any]:
+    if isinstance(error, ApiError):
+        body: dict[str, Any] = {"code": error.default_code, "detail": str(error.detail)}
+        if error.field:
+            body["field"] = error.field
+        body.update(error.extra)
+        return body
+    if isinstance(error, exceptions.ValidationError):
+        field, message, code = _first(error.detail, "")
+        body = {"code": "invalid" if code != "parse_error" else code, "detail": message}
+        if field:
+            body["detail"] = f"{field}: {message}"
+            body["field"] = field
+        return body
+    codes = error.get_codes()
+    code = codes if isinstance(codes, str) else error.default_code
+    return {"code": code, "detail": str(error.detail)}
+
+
+def exception_handler(error: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's exception handler: every known error becomes the one JSON shape; others are 500s."""
+    if isinstance(error, SpecError):
+        error = spec_error(error, "")
+    elif isinstance(error, Http404):
+        error = NotFound("not found")
+    elif isinstance(error, DjangoPermissionDenied):
+        error = Forbidden("permission denied")
+    elif isinstance(error, RequestDataTooBig):
+        error = TooLarge("the request body is too large; send files as blobs")
+    elif isinstance(error, SuspiciousOperation):
+        error = Invalid(str(error) or "bad request")
+    if not isinstance(error, exceptions.APIException):
+        return None
+    headers: dict[str, str] = {}
+    if isinstance(error, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        view = context.get("view")
+        request = context.get("request")
+        authenticate = view.get_authenticate_header(request) if view and request else None
+        if authenticate:
+            headers["WWW-Authenticate"] = authenticate
+    wait = getattr(error, "wait", None)
+    if wait:
+        headers["Retry-After"] = str(int(wait))
+    return Response(error_body(error), status=error.status_code, headers=headers)
+
+
+def _json_error(code: str, detail: str, status_code: int) -> JsonResponse:
+    return JsonResponse({"code": code, "detail": detail}, status=status_code)
+
+
+# Django's own error views (unknown URLs, bad Host headers, crashes), in the same shape.
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return _json_error("invalid", "bad request", 400)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return _json_error("permission_denied", "permission denied", 403)
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return _json_error("not_found", f"no such URL: {request.path}", 404)
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    return _json_error("server_error", "the server failed; the log has the details", 500)

@@ -1,0 +1,207 @@
+"""Leases: heartbeats, results, failures and releases from foremen, and the reaper of expired
+leases. A lease is current while its task points at it, it has not ended and it has not expired;
+only the current lease moves its task."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from kolejka.common import Result, SpecError
+
+from . import blobs, blobstore, callbacks, transitions, wakeup
+from .errors import Conflict, Invalid, LeaseLost, NotFound, spec_error
+from .models import ACTIVE, Lease, Node, Outcome, State, Task, TaskFile, User, Wakeup
+
+log = logging.getLogger(__name__)
+
+
+def lease_of(user: User, lease_id: str) -> Lease:
+    """The lease `lease_id` of a node `user` runs; 404 for anyone else's."""
+    lease = (
+        Lease.objects.filter(id=lease_id, node__owner=user).first() if _is_uuid(lease_id) else None
+    )
+    if lease is None:
+        raise NotFound("no such lease")
+    return lease
+
+
+def _is_uuid(value: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _current(lease: Lease, now: datetime) -> int:
+    """The id of `lease`'s task; `LeaseLost` unless the lease may still move it."""
+    if lease.outcome == Outcome.DONE:
+        raise Conflict("a result for this lease was already accepted")
+    if lease.outcome == Outcome.CANCELLED:
+        raise LeaseLost("the task was cancelled by its owner; kill it")
+    if lease.ended is not None or lease.expires <= now or lease.task_id is None:
+        raise LeaseLost("the lease expired or was taken over; kill the task")
+    return lease.task_id
+
+
+@dataclass(frozen=True)
+class Beat:
+    expires: datetime
+    cancel: bool
+
+
+def heartbeat(lease: Lease, running: bool) -> Beat:
+    """Renew `lease`; a cancelled task's lease answers ``cancel`` instead."""
+    reap_due()
+    now = timezone.now()
+    if lease.outcome == Outcome.CANCELLED:
+        return Beat(lease.expires, cancel=True)
+    expires = now + timedelta(seconds=settings.LEASE_TTL)
+    with transaction.atomic():
+        # Loser of a race with the reaper: the lease expired first, this renews nothing.
+        renewed = Lease.objects.filter(id=lease.id, ended=None, expires__gt=now).update(
+            expires=expires
+        )
+        if not renewed:
+            ended = Lease.objects.filter(id=lease.id).values_list("outcome", flat=True).first()
+            if ended == Outcome.CANCELLED:
+                return Beat(lease.expires, cancel=True)
+            raise LeaseLost("the lease expired or was taken over; kill the task")
+        if running and lease.task_id is not None:
+            moved = Task.objects.filter(
+                id=lease.task_id, lease_id=lease.id, state=State.ASSIGNED
+            ).update(state=State.RUNNING, started=now, updated=now)
+            if moved:
+                wakeup.notify(wakeup.task_topic(lease.task_id))
+        Node.objects.filter(pk=lease.node_id).update(last_seen=now)
+    return Beat(expires, cancel=False)
+
+
+def accept_result(lease: Lease, user: User, data: object) -> Task:
+    """Accept the result of `lease`'s task, once, from the current lease only."""
+    try:
+        result = Result.from_dict(data)
+    except SpecError as error:
+        raise spec_error(error, "") from None
+    references = {}
+    for name, file in result.files.items():
+        if file.reference is None or not blobstore.is_reference(file.reference):
+            raise Invalid(
+                f"files.{name}: a result names its files by the reference of a blob you uploaded",
+                field=f"files.{name}.reference",
+            )
+        references[name] = file.reference
+    found = blobs.readable(user, references.values())
+    for name, reference in references.items():
+        if reference not in found:
+            raise Invalid(
+                f"files.{name}.reference: no such blob; upload it first (got {reference!r})",
+                field=f"files.{name}.reference",
+            )
+    now = timezone.now()
+    with transaction.atomic():
+        current = transitions.locked(Lease.objects.filter(id=lease.id)).get()
+        task_id = _current(current, now)
+        # Exactly once: only the task still pointing at this lease, still active, moves.
+        # Loser (a second result, a reaper or a cancel that came first): nothing moves, 409.
+        moved = Task.objects.filter(id=task_id, lease_id=current.id, state__in=ACTIVE).update(
+            state=State.DONE, result=result.to_dict(), finished=now, updated=now, error=None
+        )
+        if not moved:
+            raise LeaseLost("the lease no longer holds its task; kill the task")
+        Lease.objects.filter(id=current.id).update(ended=now, outcome=Outcome.DONE)
+        blobs.touch(references.values(), now)
+        TaskFile.objects.bulk_create(
+            TaskFile(task_id=task_id, blob_id=reference, name=name, output=True)
+            for name, reference in references.items()
+        )
+        wakeup.notify(wakeup.task_topic(task_id))
+        done = Task.objects.select_related("owner", "node", "batch").get(id=task_id)
+        callbacks.finished(done, State.DONE)
+    return done
+
+
+def fail(lease: Lease, error: str, retry: bool) -> Task:
+    """A platform failure of the attempt: queue the task again or fail it."""
+    now = timezone.now()
+    with transaction.atomic():
+        current = transitions.locked(Lease.objects.filter(id=lease.id)).get()
+        task_id = _current(current, now)
+        task = transitions.locked(
+            Task.objects.filter(id=task_id, lease_id=current.id, state__in=ACTIVE)
+        ).first()
+        if task is None:
+            raise LeaseLost("the lease no longer holds its task; kill the task")
+        Lease.objects.filter(id=current.id).update(ended=now, outcome=Outcome.FAILED)
+        transitions.retry_or_fail(task, now, error, retry=retry)
+    return Task.objects.select_related("owner", "node", "batch").get(id=task.pk)
+
+
+def release(lease: Lease) -> Task:
+    """Hand the task back without counting the attempt."""
+    now = timezone.now()
+    with transaction.atomic():
+        current = transitions.locked(Lease.objects.filter(id=lease.id)).get()
+        task_id = _current(current, now)
+        task = transitions.locked(
+            Task.objects.filter(id=task_id, lease_id=current.id, state__in=ACTIVE)
+        ).first()
+        if task is None:
+            raise LeaseLost("the lease no longer holds its task")
+        Lease.objects.filter(id=current.id).update(ended=now, outcome=Outcome.RELEASED)
+        Task.objects.filter(pk=task.pk).update(attempts=max(task.attempts - 1, 0))
+        transitions.requeue(task, now)
+    return Task.objects.select_related("owner", "node", "batch").get(id=task.pk)
+
+
+def reap(now: datetime, limit: int = 100) -> int:
+    """End up to `limit` expired leases; requeue or fail their tasks. Return how many ended."""
+    reaped = 0
+    expired = Lease.objects.filter(ended=None, expires__lt=now).order_by("expires")
+    for lease_id, node_name in expired.values_list("id", "node__name")[:limit]:
+        with transaction.atomic():
+            # Loser of a race with a heartbeat (renewed first) or another reaper: 0 rows, skip.
+            if not Lease.objects.filter(id=lease_id, ended=None, expires__lt=now).update(
+                ended=now, outcome=Outcome.EXPIRED
+            ):
+                continue
+            reaped += 1
+            task = transitions.locked(
+                Task.objects.filter(lease_id=lease_id, state__in=ACTIVE)
+            ).first()
+            if task is not None:
+                log.warning("lease of %s on node %s expired", task.key, node_name)
+                transitions.retry_or_fail(
+                    task,
+                    now,
+                    f"system error: the lease on node {node_name} expired "
+                    f"(attempt {task.attempts} of {task.max_attempts}); the node stopped "
+                    "heartbeating",
+                )
+    Wakeup.objects.filter(created__lt=now - timedelta(minutes=5)).delete()
+    return reaped
+
+
+_last_reap = 0.0
+_reap_lock = threading.Lock()
+
+
+def reap_due() -> None:
+    """Reap expired leases at most once a second per process: claims and heartbeats call it,
+    so no separate cron is needed (``kolejka-server reap`` does the same by hand)."""
+    global _last_reap
+    with _reap_lock:
+        if time.monotonic() - _last_reap < 1.0:
+            return
+        _last_reap = time.monotonic()
+    reap(timezone.now())

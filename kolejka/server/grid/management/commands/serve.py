@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import os
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from gunicorn.app.base import BaseApplication
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from kolejka.server.wsgi import application
+
+        return application
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name) or str(default)
+    if not value.isdigit() or int(value) < 1:
+        raise CommandError(f"{name} must be a whole number of at least 1 (got {value!r})")
+    return int(value)
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve the API in production: gunicorn with threaded workers, so that many long-polls "
+        "wait at once. Every option is also an environment variable."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--bind",
+            default=os.environ.get("KOLEJKA_BIND", "127.0.0.1:8000"),
+            help="address to listen on, or fd://N (KOLEJKA_BIND, default 127.0.0.1:8000)",
+        )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=_env_int("KOLEJKA_WORKERS", 2),
+            help="processes (KOLEJKA_WORKERS, default 2)",
+        )
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=_env_int("KOLEJKA_THREADS", 64),
+            help="requests each process serves at once, long-polls included "
+            "(KOLEJKA_THREADS, default 64)",
+        )
+        parser.add_argument(
+            "--access-log", action="store_true", help="log every request to standard error"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["workers"] < 1 or options["threads"] < 1:
+            raise CommandError("--workers and --threads must be at least 1")
+        settings = {
+            "bind": [options["bind"]],
+            "workers": options["workers"],
+            "threads": options["threads"],
+            "worker_class": "gthread",
+            # Long-polls last up to a minute; the timeout guards against hung workers only.
+            "timeout": 120,
+            "graceful_timeout": 30,
+            "keepalive": 75,
+            "accesslog": "-" if options["access_log"] else None,
+            "errorlog": "-",
+            "proc_name": "kolejka-server",
+            # Several servers may run on one machine; gunicorn's shared control socket is unused.
+            "control_socket_disable": True,
+        }
+        _Gunicorn(settings).run()

@@ -1,0 +1,239 @@
+"""The grid's tables. The rules that move rows between states live in `claims`, `leases`,
+`submit` and `blobs`; these classes hold the data and the indexes those rules depend on."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import Q
+
+
+class Role(models.TextChoices):
+    CLIENT = "client"
+    FOREMAN = "foreman"
+    INSPECTOR = "inspector"
+    ADMIN = "admin"
+
+
+class User(AbstractUser):
+    """A user of the grid with one role; `quota` (bytes of blobs) overrides KOLEJKA_USER_QUOTA."""
+
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.CLIENT)
+    quota = models.BigIntegerField(null=True, blank=True)
+
+    @property
+    def sees_everything(self) -> bool:
+        return self.role in (Role.INSPECTOR, Role.ADMIN)
+
+
+class Blob(models.Model):
+    """One stored content, once however many users uploaded it. The file is in the blob store."""
+
+    reference = models.CharField(max_length=64, primary_key=True)
+    size = models.BigIntegerField()
+    created = models.DateTimeField(auto_now_add=True)
+    # Garbage collection spares blobs touched (uploaded, submitted) within KOLEJKA_BLOB_GRACE, so a
+    # blob uploaded for a task about to be submitted is not collected before the submission.
+    touched = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.reference
+
+
+class BlobGrant(models.Model):
+    """`user` uploaded `blob`: they may read it, and it counts in their quota."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="grants")
+    blob = models.ForeignKey(Blob, on_delete=models.CASCADE, related_name="grants")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = (models.UniqueConstraint(fields=["user", "blob"], name="grant_once"),)
+
+
+class Image(models.Model):
+    """A ``docker save`` tarball stored as a blob under an image name, for registry-less grids."""
+
+    name = models.CharField(max_length=255, unique=True)
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="images")
+    updated = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Node(models.Model):
+    """A grid node as its foreman registered it."""
+
+    name = models.CharField(max_length=255, unique=True)
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="nodes")
+    capacity = models.JSONField(default=dict)
+    tags = models.JSONField(default=list)
+    defaults = models.JSONField(default=dict)
+    slots = models.PositiveIntegerField(default=1)
+    draining = models.BooleanField(default=False)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def new_batch_key() -> str:
+    return "b-" + secrets.token_hex(10)
+
+
+def new_task_key() -> str:
+    return "t-" + secrets.token_hex(10)
+
+
+class Batch(models.Model):
+    key = models.CharField(max_length=32, unique=True, default=new_batch_key)
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="batches")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class State(models.TextChoices):
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE = (State.ASSIGNED, State.RUNNING)
+FINISHED = (State.DONE, State.FAILED, State.CANCELLED)
+
+
+class Task(models.Model):
+    """A submitted task. `spec` is the ``kolejka_task.json`` (files as references), `result`
+    the accepted ``kolejka_result.json``. The ``need_*`` columns copy the task's own limits
+    (null = unset, the node's default applies) so that claims can pre-filter in SQL."""
+
+    key = models.CharField(max_length=32, unique=True, default=new_task_key)
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="tasks")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    priority = models.IntegerField(default=0)
+    batch = models.ForeignKey(
+        Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    node = models.ForeignKey(
+        Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lease = models.ForeignKey(
+        "Lease", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    spec = models.JSONField()
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    need_cpus = models.BigIntegerField(null=True, blank=True)
+    need_memory = models.BigIntegerField(null=True, blank=True)
+    need_gpus = models.BigIntegerField(null=True, blank=True)
+    need_workspace = models.BigIntegerField(null=True, blank=True)
+    exclusive = models.BooleanField(default=False)
+    # The task requires tags or abstract resources: a node with neither never takes it.
+    labelled = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = (
+            # Claims walk one owner's queued tasks of one priority in age order: a bounded index
+            # range scan whatever the depth of the queue (claims.py orders by all three columns,
+            # so that no planner prefers an index that walks other owners' tasks first).
+            models.Index(
+                fields=["owner", "priority", "id"],
+                condition=Q(state="queued"),
+                name="task_queued_by_owner",
+            ),
+            # Fair share counts each owner's running tasks: as many rows as run, not as queue.
+            models.Index(
+                fields=["owner"],
+                condition=Q(state__in=["assigned", "running"]),
+                name="task_active_by_owner",
+            ),
+            # A user's own list, newest first, optionally by state.
+            models.Index(fields=["owner", "state", "id"], name="task_by_owner_state"),
+            models.Index(fields=["owner", "id"], name="task_by_owner"),
+            # Claims over many owners at once, statistics, the oldest queued task.
+            models.Index(fields=["state", "id"], name="task_by_state"),
+        )
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class TaskFile(models.Model):
+    """A blob a task uses as an input file (`output` false) or its result holds (`output` true).
+
+    Blob access checks go through it ("the owner of a task that references it"), and garbage
+    collection keeps every blob that has a row here."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="files")
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="uses")
+    name = models.CharField(max_length=4096)
+    output = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = (models.Index(fields=["blob", "task"], name="taskfile_by_blob"),)
+
+
+class Outcome(models.TextChoices):
+    DONE = "done"
+    FAILED = "failed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class Lease(models.Model):
+    """One attempt of a task on a node. Active while `ended` is null and `expires` is ahead."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    task = models.ForeignKey(Task, null=True, on_delete=models.SET_NULL, related_name="leases")
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="leases")
+    attempt = models.PositiveIntegerField()
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField()
+    ended = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True, default="")
+
+    class Meta:
+        indexes = (
+            # The reaper looks only at unended leases, by expiry.
+            models.Index(fields=["expires"], condition=Q(ended=None), name="lease_open"),
+            models.Index(fields=["node"], condition=Q(ended=None), name="lease_open_by_node"),
+        )
+
+
+class Backlog(models.Model):
+    """How many tasks `owner` has queued at `priority`: the claim's list of queues to visit,
+    kept in the same transactions that move tasks in and out of ``queued``."""
+
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    priority = models.IntegerField()
+    queued = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = (models.UniqueConstraint(fields=["owner", "priority"], name="backlog_once"),)
+
+
+class Wakeup(models.Model):
+    """A wake-up for long-polls in other server processes on SQLite (PostgreSQL uses NOTIFY)."""
+
+    topic = models.CharField(max_length=64)
+    created = models.DateTimeField(auto_now_add=True)

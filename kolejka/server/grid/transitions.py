@@ -1,0 +1,81 @@
+"""Moves of a task between states that several callers share. Each runs inside the caller's
+transaction, on a task row the caller has locked (or, on SQLite, under the write lock)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TypeVar
+
+from django.db import connection
+from django.db.models import Model, QuerySet
+
+from . import backlog, callbacks, wakeup
+from .errors import Conflict
+from .models import ACTIVE, Lease, Outcome, State, Task
+
+M = TypeVar("M", bound=Model)
+
+
+def locked(rows: QuerySet[M]) -> QuerySet[M]:
+    """`rows` locked for update on PostgreSQL (SQLite's immediate transaction already is)."""
+    if connection.vendor == "postgresql":
+        return rows.select_for_update(of=("self",))
+    return rows
+
+
+def end_lease(task: Task, now: datetime, outcome: Outcome) -> None:
+    if task.lease_id is not None:
+        Lease.objects.filter(id=task.lease_id, ended=None).update(ended=now, outcome=outcome)
+
+
+def requeue(task: Task, now: datetime) -> None:
+    """Put `task` back in the queue, keeping its attempts."""
+    Task.objects.filter(pk=task.pk).update(state=State.QUEUED, node=None, started=None, updated=now)
+    backlog.queued(task.owner_id, task.priority)
+    wakeup.notify(wakeup.QUEUE)
+    wakeup.notify(wakeup.task_topic(task.pk))
+
+
+def retry_or_fail(task: Task, now: datetime, error: str, *, retry: bool = True) -> None:
+    """After a failed attempt: queue `task` again while attempts remain, else fail it."""
+    if retry and task.attempts < task.max_attempts:
+        requeue(task, now)
+        return
+    Task.objects.filter(pk=task.pk).update(
+        state=State.FAILED, error=error, finished=now, updated=now
+    )
+    wakeup.notify(wakeup.task_topic(task.pk))
+    callbacks.finished(task, State.FAILED)
+
+
+def cancel(task: Task, now: datetime) -> None:
+    """Cancel `task`; its foreman learns it from its next heartbeat. 409 when finished."""
+    if task.state in (State.DONE, State.FAILED):
+        raise Conflict(f"the task is already {task.state}", state=task.state)
+    if task.state == State.CANCELLED:
+        return
+    if task.state == State.QUEUED:
+        backlog.queued(task.owner_id, task.priority, -1)
+    if task.state in ACTIVE:
+        end_lease(task, now, Outcome.CANCELLED)
+    Task.objects.filter(pk=task.pk).update(state=State.CANCELLED, finished=now, updated=now)
+    wakeup.notify(wakeup.task_topic(task.pk))
+
+
+def retry(task: Task, now: datetime) -> None:
+    """Queue a failed or cancelled `task` again with its attempts reset. 409 otherwise."""
+    if task.state not in (State.FAILED, State.CANCELLED):
+        raise Conflict(f"only failed or cancelled tasks can be retried; this one is {task.state}")
+    Task.objects.filter(pk=task.pk).update(
+        state=State.QUEUED,
+        attempts=0,
+        error=None,
+        result=None,
+        node=None,
+        started=None,
+        finished=None,
+        updated=now,
+    )
+    backlog.queued(task.owner_id, task.priority)
+    wakeup.notify(wakeup.QUEUE)
+    wakeup.notify(wakeup.task_topic(task.pk))

@@ -1,0 +1,262 @@
+"""The server's settings: one flat module read from the environment, no settings file to write.
+
+Every value comes from a ``KOLEJKA_*`` variable (or ``DATABASE_URL``) through a typed helper
+that refuses a bad value with a message naming the variable, so a typo stops the server at
+start-up instead of silently falling back to a default. With nothing set, the server runs on
+SQLite (WAL) and a local blob store in ``KOLEJKA_DATA``, with a secret key generated on first
+run and kept there. ``docs/operations.md`` lists every variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+from kolejka.common.errors import SpecError
+from kolejka.common.units import parse_memory, parse_time
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false (got {value!r})")
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number (got {value!r})") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum} (got {value!r})")
+    return number
+
+
+def env_size(name: str, default: str) -> int:
+    """A size in bytes, written as in the task format (``4G``, ``512M``)."""
+    try:
+        return parse_memory(os.environ.get(name) or default, name, minimum=1)
+    except SpecError as error:
+        raise ImproperlyConfigured(str(error)) from None
+
+
+def env_seconds(name: str, default: str) -> float:
+    """A duration in seconds, written as in the task format (``60s``, ``5min``)."""
+    try:
+        return parse_time(os.environ.get(name) or default, name, positive=True)
+    except SpecError as error:
+        raise ImproperlyConfigured(str(error)) from None
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def database_from_url(url: str, data: Path) -> dict[str, object]:
+    """Django's database settings for ``DATABASE_URL`` (``postgres://...`` or ``sqlite:///path``)."""
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.query))
+    if parts.scheme in ("postgres", "postgresql"):
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parts.path.lstrip("/")) or "kolejka",
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            # A pool, so that long-polls hand their connection back while they sleep.
+            "OPTIONS": {"pool": {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 30}} | options,
+        }
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path) if parts.path not in ("", "/") else str(data / "kolejka.db")
+        return sqlite_database(Path(path))
+    raise ImproperlyConfigured(
+        f"DATABASE_URL must start with postgres:// or sqlite:/// (got {parts.scheme!r}://...)"
+    )
+
+
+def sqlite_database(path: Path) -> dict[str, object]:
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        # Each server thread keeps its connection: opening one costs more than most requests.
+        "CONN_MAX_AGE": None,
+        "OPTIONS": {
+            # Every transaction takes the write lock when it begins: two claims never interleave,
+            # and a writer waits (up to `timeout`) instead of failing with "database is locked"
+            # halfway through a read-then-write.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+            " PRAGMA foreign_keys=ON;",
+        },
+    }
+
+
+def secret_key(data: Path) -> str:
+    """``KOLEJKA_SECRET_KEY``, else the key kept in the data folder, made on first run."""
+    given = os.environ.get("KOLEJKA_SECRET_KEY")
+    if given:
+        return given
+    path = data / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    data.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    # O_EXCL: when two processes start at once, one writes and both read the same key.
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+def default_data() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    return Path(base) / "kolejka-server"
+
+
+DATA = Path(env_str("KOLEJKA_DATA", str(default_data()))).absolute()
+BLOB_ROOT = DATA / "blobs"
+DB_POOL_SIZE = env_int("KOLEJKA_DB_POOL_SIZE", 16, minimum=2)
+
+SECRET_KEY = secret_key(DATA)
+DEBUG = env_bool("KOLEJKA_DEBUG", False)
+ALLOWED_HOSTS = env_list("KOLEJKA_ALLOWED_HOSTS", "*")
+CSRF_TRUSTED_ORIGINS = env_list("KOLEJKA_CSRF_TRUSTED_ORIGINS", "")
+
+# Behind TLS (directly or through a proxy that sets X-Forwarded-Proto), turn on every
+# HTTPS-only protection that `check --deploy` asks for.
+HTTPS = env_bool("KOLEJKA_HTTPS", False)
+if env_bool("KOLEJKA_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_int("KOLEJKA_HSTS_SECONDS", 31536000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": database_from_url(os.environ["DATABASE_URL"], DATA)}
+else:
+    DATABASES = {"default": sqlite_database(DATA / "kolejka.db")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "kolejka.server.grid",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+ROOT_URLCONF = "kolejka.server.urls"
+WSGI_APPLICATION = "kolejka.server.wsgi.application"
+AUTH_USER_MODEL = "kolejka.User"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_TZ = True
+STATIC_URL = "static/"
+# The admin's CSS comes straight from the installed packages: no collectstatic step.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True
+
+# JSON bodies (a batch of 1000 tasks) are read into memory, up to this size; blobs stream.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_size("KOLEJKA_JSON_MAX_SIZE", "32M")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "kolejka.server.grid.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "kolejka",
+    "DESCRIPTION": "The kolejka server's HTTP API (see docs/api.md).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "kolejka.server.grid.schema.add_error_responses",
+    ],
+}
+
+# The grid's own knobs.
+BLOB_MAX_SIZE = env_size("KOLEJKA_BLOB_MAX_SIZE", "4G")
+USER_QUOTA = env_size("KOLEJKA_USER_QUOTA", "100G")
+BLOB_GRACE = env_seconds("KOLEJKA_BLOB_GRACE", "1D")
+LEASE_TTL = env_seconds("KOLEJKA_LEASE_TTL", "60s")
+MAX_ATTEMPTS = env_int("KOLEJKA_MAX_ATTEMPTS", 3, minimum=1)
+MAX_WAIT = env_seconds("KOLEJKA_MAX_WAIT", "60s")
+# How often a sleeping long-poll looks at the database even without a wake-up (a safety net
+# for lost notifications and for leases that expire while nobody calls in).
+POLL_INTERVAL = env_seconds("KOLEJKA_POLL_INTERVAL", "1s")
+# Call a task's callback_url when it is done or failed.
+CALLBACKS = env_bool("KOLEJKA_CALLBACKS", True)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["stderr"], "level": env_str("KOLEJKA_LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

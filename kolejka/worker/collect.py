@@ -1,0 +1,171 @@
+"""Collecting result files from a task's working folder after its run.
+
+The folder was written by untrusted code, so the walk never follows a symbolic link (a link to
+``/etc/shadow`` must not export the host's file), takes only regular files (a FIFO would block us,
+a device would read the host's hardware), opens each with ``O_NOFOLLOW`` and checks it again, and
+stops at the operator's caps on the number and total size of files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kolejka.common import Collect, FileSpec, SpecError, check_name
+
+_CHUNK = 1 << 20
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """The regular expression for a collect glob: ``*``, ``?`` and ``[...]`` stay within one
+    folder, a ``**`` component spans any number of folders (also none)."""
+    parts = pattern.split("/")
+    regex = ""
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if part == "**":
+            regex += ".*" if last else "(?:[^/]+/)*"
+        else:
+            regex += _component(part) + ("" if last else "/")
+    return re.compile(regex, re.DOTALL)
+
+
+def _component(part: str) -> str:
+    out, i = [], 0
+    while i < len(part):
+        char = part[i]
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[" and "]" in part[i + 2 :]:
+            end = part.index("]", i + 2)
+            body = part[i + 1 : end]
+            negate = body.startswith("!")
+            body = body[1:] if negate else body
+            out.append("[" + ("^/" if negate else "") + body.replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)
+
+
+def regular_files(folder: Path) -> Iterator[str]:
+    """Relative names of the regular files under `folder`, never entering a symlinked folder."""
+    stack = [""]
+    while stack:
+        prefix = stack.pop()
+        try:
+            entries = sorted(
+                os.scandir(folder / prefix if prefix else folder), key=lambda e: e.name
+            )
+        except OSError:
+            continue
+        for entry in entries:
+            name = f"{prefix}/{entry.name}" if prefix else entry.name
+            if entry.is_symlink():
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(name)
+            elif entry.is_file(follow_symlinks=False):
+                yield name
+
+
+@dataclass
+class Collected:
+    """What `collect` took: result `files` by name, and whether a cap cut it short."""
+
+    files: dict[str, FileSpec] = field(default_factory=dict)
+    truncated: bool = False
+    bytes: int = 0
+
+
+def _conflicts(name: str, taken: set[str]) -> bool:
+    if name in taken:
+        return True
+    parts = name.split("/")
+    if any("/".join(parts[:depth]) in taken for depth in range(1, len(parts))):
+        return True
+    return any(other.startswith(name + "/") for other in taken)
+
+
+def collect(
+    rules: Iterable[Collect],
+    source: Path,
+    target: Path,
+    *,
+    taken: Iterable[str] = (),
+    max_files: int,
+    max_bytes: int,
+) -> Collected:
+    """Copy the files `rules` match under `source` into `target`.
+
+    Names already `taken` (the task's stdout/stderr) and names that would clash are skipped, as are
+    names the format refuses. Past `max_files` or `max_bytes` nothing more is copied and
+    `truncated` is set.
+    """
+    result = Collected()
+    used = set(taken)
+    candidates = list(regular_files(source))
+    for rule in rules:
+        pattern = glob_regex(rule.glob)
+        for relative in candidates:
+            if not pattern.fullmatch(relative):
+                continue
+            parts = relative.split("/")[rule.strip :]
+            if not parts:
+                continue
+            name = "/".join([rule.prefix, *parts] if rule.prefix else parts)
+            try:
+                check_name(name, "collect")
+            except SpecError:
+                continue
+            if _conflicts(name, used):
+                continue
+            if len(result.files) >= max_files:
+                result.truncated = True
+                return result
+            copied = _copy(source / relative, target / name, max_bytes - result.bytes)
+            if copied is None:
+                result.truncated = True
+                return result
+            if copied < 0:
+                continue
+            used.add(name)
+            result.bytes += copied
+            result.files[name] = FileSpec(path=name)
+    return result
+
+
+def _copy(source: Path, target: Path, room: int) -> int | None:
+    """Copy one regular file; its size, -1 if it is not a regular file, `None` if it would not fit
+    in `room` bytes."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return -1
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return -1
+        if info.st_size > room:
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            copied = 0
+            while copied < info.st_size:
+                sent = os.sendfile(out, fd, None, min(_CHUNK, info.st_size - copied))
+                if sent == 0:
+                    break
+                copied += sent
+            return copied
+        finally:
+            os.close(out)
+    finally:
+        os.close(fd)

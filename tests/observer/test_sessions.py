@@ -1,0 +1,132 @@
+"""Sessions on this host's real cgroups (v1), with real processes that attach themselves."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from kolejka.common import Limits
+from kolejka.observer.cgroups import Hierarchy
+from kolejka.observer.sessions import Reason, Session, State
+
+from ..worker.helpers import wait_for
+
+MiB = 2**20
+
+
+class Program:
+    """A Python program that waits on stdin until attached, then does `work`."""
+
+    def __init__(self, work: str) -> None:
+        code = f"import sys, time\nsys.stdin.read(1)\n{work}\n"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+
+    def go(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"x")
+        self.process.stdin.close()
+
+    def wait(self) -> int:
+        return self.process.wait(timeout=60)
+
+
+@pytest.fixture
+def session(clean) -> Iterator[Callable[..., Session]]:
+    """Opens sessions under the run's base; closes them after the test and checks that their
+    groups are gone from every hierarchy."""
+    opened: list[Session] = []
+
+    def open_session(limits: Limits) -> Session:
+        path = f"{clean.cgroup_base}/{secrets.token_hex(4)}"
+        opened.append(Session(Hierarchy.discover().group(path), limits, container=False))
+        return opened[-1]
+
+    yield open_session
+    for item in opened:
+        item.close()
+        assert not list(Path("/sys/fs/cgroup").glob(f"*/{item.cgroup.path}"))
+
+
+def test_it_counts_the_cpu_of_a_process_from_its_attach(session):
+    program = Program("start = time.process_time()\nwhile time.process_time() - start < 0.3: pass")
+    watched = session(Limits(time=30))
+    watched.attach(program.process.pid)
+    program.go()
+    assert program.wait() == 0
+    report = watched.close()
+    assert report.state is State.CLOSED and report.killed is None
+    assert 0.3 <= (report.stats.cpu.usage or 0) < 0.4
+    assert report.stats.time is not None and report.stats.time >= 0.3
+
+
+def test_it_kills_a_session_past_its_cpu_time(session):
+    program = Program("while True: pass")
+    watched = session(Limits(cpu_time=0.2, time=30))
+    watched.attach(program.process.pid)
+    program.go()
+    assert program.wait() == -9
+    report = watched.close()
+    assert report.killed is Reason.CPU_TIME
+    assert (report.stats.cpu.usage or 0) >= 0.2
+
+
+def test_it_kills_a_session_past_its_wall_time(session):
+    program = Program("time.sleep(60)")
+    watched = session(Limits(time=0.3))
+    watched.attach(program.process.pid)
+    program.go()
+    assert program.wait() == -9
+    report = watched.close()
+    assert report.killed is Reason.TIME
+    assert (report.stats.cpu.usage or 1) < 0.05
+
+
+def test_it_kills_nested_sessions_with_their_parent(session):
+    program = Program("time.sleep(60)")
+    outer = session(Limits(time=0.3))
+    inner = outer.open_child(Limits(memory=64 * MiB))
+    inner.attach(program.process.pid)
+    program.go()
+    assert program.wait() == -9
+    wait_for(lambda: outer.report().killed, "the outer session to be killed")
+    assert outer.report().killed is Reason.TIME
+    assert inner.report().killed is None  # killed by its parent's limit, not its own
+    outer.close()
+    assert inner.state is State.CLOSED
+
+
+def test_it_bounds_a_nested_session_by_its_parent(session):
+    outer = session(Limits(memory=64 * MiB, pids=10, cpus=1))
+    inner = outer.open_child(Limits(memory=256 * MiB, pids=5, time=3))
+    assert (inner.limits.memory, inner.limits.pids, inner.limits.cpus) == (64 * MiB, 5, 1)
+    assert inner.limits.time == 3
+    outer.close()
+
+
+def test_it_limits_memory_and_counts_the_oom_kill(session):
+    program = Program("blocks = [bytearray(2**20) for _ in range(200)]")
+    watched = session(Limits(memory=48 * MiB, swap=0, time=30))
+    watched.attach(program.process.pid)
+    program.go()
+    assert program.wait() == -9
+    report = watched.close()
+    assert (report.stats.memory.oom_kills or 0) >= 1
+    assert (report.stats.memory.max_usage or 0) <= 48 * MiB
+
+
+def test_it_closes_idempotently_and_removes_the_group_everywhere(session):
+    program = Program("time.sleep(60)")
+    watched = session(Limits())
+    watched.attach(program.process.pid)
+    program.go()
+    first = watched.close()  # kills what still runs
+    assert program.wait() == -9
+    assert first.killed is Reason.CLOSE
+    assert watched.close() is first

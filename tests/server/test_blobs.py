@@ -1,0 +1,164 @@
+"""Blobs: content-addressed uploads and downloads, per-user access without an existence oracle,
+size cap, quota, garbage collection."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+from pathlib import Path
+
+from .flows import claim, finish, register, spec, submit, upload
+from .harness import Server
+
+
+def sha(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def temp_files(server: Server) -> list[Path]:
+    folder = server.data / "blobs" / "tmp"
+    return list(folder.iterdir()) if folder.exists() else []
+
+
+def test_it_stores_and_returns_a_blob_by_its_sha256(server: Server):
+    alice = server.api("alice")
+    content = bytes(range(256)) * 1000
+    first = alice.post("blobs/", data=content, headers={"X-Kolejka-Sha256": sha(content)})
+    assert first.status_code == 201
+    assert first.json() == {"reference": sha(content), "size": len(content)}
+    assert alice.post("blobs/", data=content).status_code == 200
+    head = alice.head(f"blobs/{sha(content)}/")
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(len(content))
+    got = alice.get(f"blobs/{sha(content)}/")
+    assert got.content == content and got.headers["ETag"] == f'"{sha(content)}"'
+    assert temp_files(server) == []
+
+
+def test_it_stores_a_chunked_upload(server: Server):
+    alice = server.api("alice")
+    parts = [b"a" * 1000, b"b" * 1000]
+    answer = alice.post("blobs/", data=iter(parts))
+    assert answer.status_code == 201 and answer.json()["size"] == 2000
+    assert alice.get(f"blobs/{sha(b''.join(parts))}/").content == b"".join(parts)
+
+
+def test_it_is_no_oracle_for_content_other_users_stored(server: Server):
+    alice, bob = server.api("alice"), server.api("bob")
+    content = b"alice's homework\n"
+    upload(alice, content)
+    assert bob.head(f"blobs/{sha(content)}/").status_code == 404
+    assert bob.get(f"blobs/{sha(content)}/").json()["code"] == "not_found"
+    # Bob's own upload of the same content looks like new content to him, and then is his.
+    assert bob.post("blobs/", data=content).status_code == 201
+    assert bob.get(f"blobs/{sha(content)}/").content == content
+
+
+def test_it_lets_a_task_owner_read_its_results_and_the_foreman_its_inputs(server: Server):
+    alice, bob, fred, gina = (server.api(name) for name in ("alice", "bob", "fred", "gina"))
+    source = upload(alice, b"input")
+    other = upload(alice, b"not in any task")
+    task = submit(alice, files={"in": {"reference": source}})
+    register(fred, "n1")
+    lease = claim(fred, "n1")["lease"]["id"]
+    assert fred.get(f"blobs/{source}/").content == b"input"
+    assert fred.head(f"blobs/{other}/").status_code == 404
+    assert gina.head(f"blobs/{source}/").status_code == 404
+    output = upload(fred, b"output")
+    finish(fred, lease, files={"out": {"reference": output}})
+    assert alice.get(f"blobs/{output}/").content == b"output"
+    assert bob.head(f"blobs/{output}/").status_code == 404
+    # The lease ended: the foreman no longer reads the task's inputs.
+    assert fred.head(f"blobs/{source}/").status_code == 404
+    assert alice.get(f"tasks/{task['key']}/result/").json()["files"] == {
+        "out": {"reference": output}
+    }
+
+
+def test_it_refuses_a_result_naming_blobs_the_foreman_did_not_upload(server: Server):
+    alice, fred = server.api("alice"), server.api("fred")
+    secret = upload(alice, b"alice's")
+    submit(alice)
+    register(fred, "n1")
+    lease = claim(fred, "n1")["lease"]["id"]
+    answer = fred.post(f"leases/{lease}/result/", json={"files": {"x": {"reference": secret}}})
+    assert answer.status_code == 400 and answer.json()["field"] == "files.x.reference"
+    traversal = fred.post(
+        f"leases/{lease}/result/", json={"files": {"../x": {"reference": secret}}}
+    )
+    assert traversal.status_code == 400 and traversal.json()["field"] == "files.../x"
+
+
+def test_it_refuses_content_that_does_not_match_the_given_hash(server: Server):
+    alice = server.api("alice")
+    answer = alice.post("blobs/", data=b"abc", headers={"X-Kolejka-Sha256": sha(b"abd")})
+    assert answer.status_code == 400 and answer.json()["field"] == "X-Kolejka-Sha256"
+    assert alice.head(f"blobs/{sha(b'abc')}/").status_code == 404
+    assert temp_files(server) == []
+
+
+def test_it_refuses_an_oversize_upload_before_reading_its_body(small_blobs: Server):
+    host, port = small_blobs.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    # A gigabyte announced, and no byte of it sent: the answer comes anyway.
+    connection.putrequest("POST", "/api/v1/blobs/")
+    connection.putheader("Authorization", f"Token {small_blobs.tokens['alice']}")
+    connection.putheader("Content-Type", "application/octet-stream")
+    connection.putheader("Content-Length", str(2**30))
+    connection.endheaders()
+    answer = connection.getresponse()
+    assert answer.status == 413
+    assert json.loads(answer.read())["code"] == "too_large"
+    connection.close()
+    assert temp_files(small_blobs) == []
+
+
+def test_it_refuses_an_oversize_chunked_upload_and_keeps_no_temp_file(small_blobs: Server):
+    alice = small_blobs.api("alice")
+    answer = alice.post("blobs/", data=iter([b"x" * 1000, b"y" * 1000]))
+    assert answer.status_code == 413 and answer.json()["code"] == "too_large"
+    assert temp_files(small_blobs) == []
+    assert alice.post("blobs/", data=b"x" * 1024).status_code == 201
+
+
+def test_it_enforces_each_users_quota(small_blobs: Server):
+    alice, bob = small_blobs.api("alice"), small_blobs.api("bob")
+    assert alice.post("blobs/", data=b"a" * 1000).status_code == 201
+    assert alice.post("blobs/", data=b"b" * 1000).status_code == 201
+    full = alice.post("blobs/", data=b"c" * 100)
+    assert full.status_code == 507 and full.json()["code"] == "quota_exceeded"
+    chunked = alice.post("blobs/", data=iter([b"d" * 100]))
+    assert chunked.status_code == 507
+    assert temp_files(small_blobs) == []
+    # Content alice already has costs her nothing; bob's quota is his own.
+    again = alice.post("blobs/", data=b"a" * 1000, headers={"X-Kolejka-Sha256": sha(b"a" * 1000)})
+    assert again.status_code == 200
+    assert bob.post("blobs/", data=b"c" * 100).status_code == 201
+
+
+def test_it_refuses_a_json_body_past_its_cap(small_blobs: Server):
+    answer = small_blobs.api("alice").post("tasks/", json={"task": spec(args=["x" * 100_000])})
+    assert answer.status_code == 413 and answer.json()["code"] == "too_large"
+
+
+def test_it_collects_blobs_nothing_references(server: Server):
+    alice = server.api("alice")
+    kept = upload(alice, b"used by a task")
+    dropped = upload(alice, b"never used")
+    task = submit(alice, files={"in": {"reference": kept}})
+    assert json.loads(server.manage("collectgarbage", "--json").stdout)["blobs"] == 0
+    swept = json.loads(server.manage("collectgarbage", "--grace", "0", "--json").stdout)
+    assert swept == {"blobs": 1, "bytes": len(b"never used"), "dry_run": False}
+    assert alice.head(f"blobs/{dropped}/").status_code == 404
+    assert alice.get(f"blobs/{kept}/").content == b"used by a task"
+    alice.delete(f"tasks/{task['key']}/")
+    server.manage("collectgarbage", "--grace", "0")
+    assert alice.head(f"blobs/{kept}/").status_code == 404
+    assert not any((server.data / "blobs").rglob(kept))
+
+
+def test_it_refuses_other_media_types_and_inspectors_uploading(server: Server):
+    alice, ivan = server.api("alice"), server.api("ivan")
+    form = alice.post("blobs/", files={"f": b"x"})
+    assert form.status_code == 415 and form.json()["code"] == "unsupported_media_type"
+    assert ivan.post("blobs/", data=b"x").status_code == 403
