@@ -57,6 +57,13 @@ ensure_images() {
     "$ROOT/images/build"
 }
 
+ensure_foreman_os_tools() {
+    # The foreman OS image test builds the node image (debootstrap, mkfs.ext4) and boots it.
+    command -v debootstrap >/dev/null || apt_install debootstrap
+    command -v mkfs.ext4 >/dev/null || apt_install e2fsprogs
+    command -v qemu-system-x86_64 >/dev/null || apt_install qemu-system-x86
+}
+
 ensure_postgres() {
     # Tests that prove the queue under concurrency need a real PostgreSQL.
     local url="${KOLEJKA_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"

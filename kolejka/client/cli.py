@@ -124,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     blob_get.add_argument("reference", metavar="REF")
     blob_get.add_argument("file", metavar="FILE")
 
+    image = top.add_parser("image", help="store docker images on the server for nodes")
+    image_commands = image.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    image_put = _command(image_commands, "put", commands.image_put, common)
+    image_put.add_argument("name", metavar="NAME", help="the image's name, e.g. busybox:latest")
+    image_put.add_argument("tarball", metavar="TARBALL", help="its `docker save` tarball")
+    image_list = _command(image_commands, "list", commands.image_list, common)
+    image_list.add_argument("--name", metavar="NAME", help="only this image")
+
     queue = top.add_parser("queue", help="the queue")
     queue_commands = queue.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _command(queue_commands, "stats", commands.queue_stats, common)

@@ -295,6 +295,29 @@ def blob_get(args: argparse.Namespace, out: Output) -> int:
     return SUCCESS
 
 
+def image_put(args: argparse.Namespace, out: Output) -> int:
+    """Admin: store a `docker save` tarball as image NAME, for nodes that cannot pull it.
+
+    A foreman that finds no registry for a task's image downloads this tarball and loads it.
+    Make one with: docker save NAME -o TARBALL
+    """
+    client = _client(args, out)
+    blob = client.put_blob(args.tarball)
+    with about(f"image {args.name}"):
+        image = client.put_image(args.name, blob.reference)
+    out.data(dict(image.raw), f"{image.name}: {image.reference} ({_size(image.size)})")
+    return SUCCESS
+
+
+def image_list(args: argparse.Namespace, out: Output) -> int:
+    """List the images stored on the server as tarballs."""
+    images = _client(args, out).images(getattr(args, "name", None))
+    rows = [["NAME", "SIZE", "REFERENCE"]]
+    rows += [[image.name, _size(image.size), image.reference] for image in images]
+    out.data([dict(image.raw) for image in images], table(rows))
+    return SUCCESS
+
+
 def queue_stats(args: argparse.Namespace, out: Output) -> int:
     """Show task counts by state and the nodes (a client sees its own tasks only)."""
     client = _client(args, out)

@@ -163,3 +163,19 @@ def test_it_says_when_the_url_is_not_a_kolejka_server(cli, server):
 def test_it_refuses_a_bad_token_with_a_hint(cli):
     done = cli("queue", "stats", KOLEJKA_TOKEN="0" * 40)
     one_line_error(done, 2, "kolejka-client login")
+
+
+def test_it_stores_an_image_tarball_for_admins_only(cli, server, tmp_path):
+    tarball = tmp_path / "image.tar"
+    tarball.write_bytes(b"not really a docker save tarball\n" * 100)
+    done = cli("image", "put", "kolejka/demo:1", str(tarball), user="ada")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("kolejka/demo:1: ") and "(3.22kB)" in done.stdout
+    [image] = server.client("fred").images("kolejka/demo:1")
+    assert image.size == 3300
+    listed = cli("image", "list", "--json", "--name", "kolejka/demo:1")
+    assert json.loads(listed.stdout)[0]["reference"] == image.reference
+    assert "kolejka/demo:1" in cli("image", "list").stdout
+    one_line_error(cli("image", "put", "kolejka/other:1", str(tarball)), 2, "image kolejka/other:1")
+    assert server.client("fred").images("kolejka/other:1") == []
+    one_line_error(cli("image", "put", "x:1", str(tmp_path / "none"), user="ada"), 2, "none")
