@@ -18,29 +18,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kolejka.worker import WorkerConfig  # noqa: E402
+from tests.worker.helpers import has_probe  # noqa: E402
 
 # A tag of this run's own: test runs of other branches rebuild the shared tag from their recipes.
 BUSYBOX = f"kolejka/busybox:bench-{os.getpid()}"
 CGROUP_BASE = "kolejka-bench"
 
 
-def _has_probe(image: str) -> bool:
-    probe = subprocess.run(
-        ["docker", "run", "--rm", "--network", "none", image, "kolejka-probe"],
-        capture_output=True,
-        text=True,
-    )
-    return "crash" in probe.stderr
-
-
 @contextlib.contextmanager
 def image() -> Iterator[str]:
     """Tag this branch's busybox image for the benchmark (rebuilding it if needed); untag after."""
     for _ in range(3):
-        if not _has_probe("kolejka/busybox:latest"):
+        if not has_probe("kolejka/busybox:latest"):
             subprocess.run([str(ROOT / "images" / "build")], check=True)
         subprocess.run(["docker", "tag", "kolejka/busybox:latest", BUSYBOX], check=True)
-        if _has_probe(BUSYBOX):
+        if has_probe(BUSYBOX):
             break
     else:
         raise SystemExit("kolejka/busybox:latest lacks kolejka-probe; run images/build")

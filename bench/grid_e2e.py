@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kolejka.client import TaskState
 from tests.client.live import BIN, live_server, wait_for
-from tests.foreman.grid import Grid, observer
+from tests.foreman.grid import BUSYBOX, Grid, observer
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -82,6 +82,28 @@ def measure(grid: Grid, root: Path, rounds: int, tasks: int) -> dict[str, object
         "drained_per_minute": round(tasks / drained * 60, 1),
         "drain_seconds": round(drained, 2),
         "slots": 2,
+        **engine_ceiling(rounds, tasks),
+    }
+
+
+def engine_ceiling(rounds: int, tasks: int) -> dict[str, object]:
+    """What the docker engine alone does here: one bare ``docker run --rm --network none``, and
+    how many of them two parallel loops finish per minute (the bound of any docker-based node)."""
+    bare = ["docker", "run", "--rm", "--network", "none", BUSYBOX, "true"]
+    single = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        subprocess.run(bare, check=True, capture_output=True)
+        single.append(time.perf_counter() - start)
+    loop = f"for i in $(seq {tasks // 4}); do {' '.join(bare)} >/dev/null || exit 1; done"
+    start = time.perf_counter()
+    loops = [subprocess.Popen(["sh", "-c", loop]) for _ in range(2)]
+    assert all(process.wait() == 0 for process in loops)
+    return {
+        "bare_docker_run_s": summary(single),
+        "bare_docker_runs_per_minute_2_parallel": round(
+            2 * (tasks // 4) / (time.perf_counter() - start) * 60, 1
+        ),
     }
 
 

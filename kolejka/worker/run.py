@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import pwd
@@ -384,14 +385,21 @@ class _Run:
     def _judge_start_error(self, error: str) -> None:
         result = self.result
         result.error = f"the program could not be started: {error}"
+        result.status, result.result = start_verdict(self.task.args[0], error)
+
+
+def start_verdict(program: str, error: str) -> tuple[Status, int | None]:
+    """The verdict and exit code for the engine's `error` starting `program`: the task's fault
+    (as a shell would say: 127 not found, 126 not executable) only where the error is about
+    `program` itself; any other failure to start is the platform's."""
+    if f"exec: {json.dumps(program)}" in error:
         if "executable file not found" in error or "no such file or directory" in error:
-            result.status, result.result = Status.RUNTIME_ERROR, 127
-        elif "permission denied" in error:
-            result.status, result.result = Status.RUNTIME_ERROR, 126
-        elif "OOM" in error or "out of memory" in error:
-            result.status = Status.MEMORY_LIMIT
-        else:
-            result.status = Status.SYSTEM_ERROR
+            return Status.RUNTIME_ERROR, 127
+        if any(why in error for why in ("permission denied", "is a directory", "format error")):
+            return Status.RUNTIME_ERROR, 126
+    if "OOM" in error or "out of memory" in error:
+        return Status.MEMORY_LIMIT, None
+    return Status.SYSTEM_ERROR, None
 
 
 def _remove_container(api: Any, container: str) -> None:

@@ -32,7 +32,8 @@ LABEL = "org.kolejka.test"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _has_probe(image: str) -> bool:
+def has_probe(image: str) -> bool:
+    """Whether `image` is this branch's busybox, with kolejka-probe in it."""
     probe = subprocess.run(
         ["docker", "run", "--rm", "--network", "none", image, "kolejka-probe"],
         capture_output=True,
@@ -46,11 +47,11 @@ def test_images() -> Iterator[None]:
     """Tag this branch's images for this run (rebuilding them if another branch's recipe has
     replaced them), and remove the tags afterwards."""
     for _ in range(3):
-        if not _has_probe("kolejka/busybox:latest"):
+        if not has_probe("kolejka/busybox:latest"):
             subprocess.run([str(ROOT / "images" / "build")], check=True)
         subprocess.run(["docker", "tag", "kolejka/busybox:latest", BUSYBOX], check=True)
         subprocess.run(["docker", "tag", "kolejka/debian:bookworm", DEBIAN], check=True)
-        if _has_probe(BUSYBOX):
+        if has_probe(BUSYBOX):
             break
     else:
         raise AssertionError("kolejka/busybox:latest keeps lacking kolejka-probe; run images/build")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from kolejka.common import Limits, Task
+from kolejka.common import Limits, Status, Task
 from kolejka.worker import Placement, WorkerConfig
 from kolejka.worker.collect import glob_regex
 from kolejka.worker.container import Plan, container_config
-from kolejka.worker.run import _cores, _gpus, _Platform, limits_in_force
+from kolejka.worker.run import _cores, _gpus, _Platform, limits_in_force, start_verdict
 
 TASK = Task.from_dict(
     {
@@ -135,3 +135,34 @@ def test_it_matches_collect_globs_within_folders(pattern, matches, misses):
     regex = glob_regex(pattern)
     assert all(regex.fullmatch(name) for name in matches)
     assert not any(regex.fullmatch(name) for name in misses)
+
+
+# What docker 20-28 answers when a container cannot start, recorded.
+RUNC = "failed to create task for container: OCI runtime create failed: runc create failed: "
+APPARMOR = (
+    "AppArmor enabled on system but the docker-default profile could not be loaded: running "
+    "`apparmor_parser apparmor_parser --version` failed with output: \nerror: exec: "
+    '"apparmor_parser": executable file not found in $PATH'
+)
+
+
+@pytest.mark.parametrize(
+    ("program", "error", "verdict"),
+    [
+        ("nope", RUNC + 'exec: "nope": executable file not found in $PATH: unknown',
+         (Status.RUNTIME_ERROR, 127)),
+        ("/bin/x", RUNC + 'exec: "/bin/x": stat /bin/x: no such file or directory: unknown',
+         (Status.RUNTIME_ERROR, 127)),
+        ("./run", RUNC + 'exec: "./run": permission denied: unknown', (Status.RUNTIME_ERROR, 126)),
+        ("sh", APPARMOR, (Status.SYSTEM_ERROR, None)),
+        ("apparmor", APPARMOR, (Status.SYSTEM_ERROR, None)),
+        ("sh", RUNC + "unable to apply cgroup configuration: no such file or directory",
+         (Status.SYSTEM_ERROR, None)),
+        ("sh", RUNC + "container init was OOM-killed (memory limit too low?)",
+         (Status.MEMORY_LIMIT, None)),
+    ],
+)  # fmt: skip
+def test_a_start_error_is_the_tasks_fault_only_when_it_is_about_its_program(
+    program, error, verdict
+):
+    assert start_verdict(program, error) == verdict

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -126,13 +128,19 @@ def accept_result(lease: Lease, user: User, data: object) -> Task:
             for name, reference in references.items()
         )
         wakeup.notify(wakeup.task_topic(task_id))
-        done = Task.objects.select_related("owner", "node", "batch").get(id=task_id)
+        done = _loaded(task_id)
         callbacks.finished(done, State.DONE)
     return done
 
 
-def fail(lease: Lease, error: str, retry: bool) -> Task:
-    """A platform failure of the attempt: queue the task again or fail it."""
+def _loaded(task_id: int) -> Task:
+    return Task.objects.select_related("owner", "node", "batch").get(id=task_id)
+
+
+@contextmanager
+def _ending(lease: Lease, outcome: str, lost: str) -> Iterator[tuple[Task, datetime]]:
+    """End the current `lease` with `outcome` and give its task (locked) to the caller's change,
+    in one transaction; `LeaseLost` with `lost` when the lease no longer holds a task."""
     now = timezone.now()
     with transaction.atomic():
         current = transitions.locked(Lease.objects.filter(id=lease.id)).get()
@@ -141,27 +149,25 @@ def fail(lease: Lease, error: str, retry: bool) -> Task:
             Task.objects.filter(id=task_id, lease_id=current.id, state__in=ACTIVE)
         ).first()
         if task is None:
-            raise LeaseLost("the lease no longer holds its task; kill the task")
-        Lease.objects.filter(id=current.id).update(ended=now, outcome=Outcome.FAILED)
+            raise LeaseLost(lost)
+        Lease.objects.filter(id=current.id).update(ended=now, outcome=outcome)
+        yield task, now
+
+
+def fail(lease: Lease, error: str, retry: bool) -> Task:
+    """A platform failure of the attempt: queue the task again or fail it."""
+    lost = "the lease no longer holds its task; kill the task"
+    with _ending(lease, Outcome.FAILED, lost) as (task, now):
         transitions.retry_or_fail(task, now, error, retry=retry)
-    return Task.objects.select_related("owner", "node", "batch").get(id=task.pk)
+    return _loaded(task.pk)
 
 
 def release(lease: Lease) -> Task:
     """Hand the task back without counting the attempt."""
-    now = timezone.now()
-    with transaction.atomic():
-        current = transitions.locked(Lease.objects.filter(id=lease.id)).get()
-        task_id = _current(current, now)
-        task = transitions.locked(
-            Task.objects.filter(id=task_id, lease_id=current.id, state__in=ACTIVE)
-        ).first()
-        if task is None:
-            raise LeaseLost("the lease no longer holds its task")
-        Lease.objects.filter(id=current.id).update(ended=now, outcome=Outcome.RELEASED)
+    with _ending(lease, Outcome.RELEASED, "the lease no longer holds its task") as (task, now):
         Task.objects.filter(pk=task.pk).update(attempts=max(task.attempts - 1, 0))
         transitions.requeue(task, now)
-    return Task.objects.select_related("owner", "node", "batch").get(id=task.pk)
+    return _loaded(task.pk)
 
 
 def reap(now: datetime, limit: int = 100) -> int:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -144,26 +145,26 @@ class TaskView(APIView):
         return Response(status=204)
 
 
+def _transition(request: Request, key: str, change: Callable[[Task, datetime], None]) -> Response:
+    """Apply `change` to the task `key` under its row lock; answer with the task as it is now."""
+    user = user_of(request)
+    task = task_of(user, key)
+    with transaction.atomic():
+        locked = transitions.locked(Task.objects.filter(pk=task.pk)).get()
+        change(locked, timezone.now())
+    return Response(task_resource(task_of(user, key)))
+
+
 class TaskCancelView(APIView):
     @extend_schema(request=None, responses={200: TaskSerializer})
     def post(self, request: Request, key: str) -> Response:
-        user = user_of(request)
-        task = task_of(user, key)
-        with transaction.atomic():
-            locked = transitions.locked(Task.objects.filter(pk=task.pk)).get()
-            transitions.cancel(locked, timezone.now())
-        return Response(task_resource(task_of(user, key)))
+        return _transition(request, key, transitions.cancel)
 
 
 class TaskRetryView(APIView):
     @extend_schema(request=None, responses={200: TaskSerializer})
     def post(self, request: Request, key: str) -> Response:
-        user = user_of(request)
-        task = task_of(user, key)
-        with transaction.atomic():
-            locked = transitions.locked(Task.objects.filter(pk=task.pk)).get()
-            transitions.retry(locked, timezone.now())
-        return Response(task_resource(task_of(user, key)))
+        return _transition(request, key, transitions.retry)
 
 
 class TaskResultView(APIView):
