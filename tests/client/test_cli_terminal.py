@@ -56,7 +56,11 @@ def test_it_redraws_the_status_line_in_place(server, home, foreman, task_dir, tm
         ["execute", str(task_dir), str(tmp_path / "r")], cli_env(server, home)
     )
     wait_for(lambda: b"queued" in drawn, "the status line")
-    foreman.run(tmp_path / "node")
+    # The result waits until the line has shown the running state, which it would otherwise race.
+    foreman.run(
+        tmp_path / "node",
+        started=lambda task: wait_for(lambda: b"running on" in drawn, "the running state"),
+    )
     assert process.finished() == 0
     text = drawn.decode()
     assert "\r\x1b[K" in text
