@@ -288,10 +288,10 @@ class Session:
     def _enforce(self) -> None:
         """Until the session closes: kill it when a limit passes, and note when its program
         exits (also after a kill: the wall time ends at the death, not at the decision)."""
-        limits, cores = self.limits, self._cores()
         while self._state is not State.CLOSED and self._started is not None:
             if self._killed is not None and (self._ended is not None or self._main is None):
                 return
+            limits, cores = self.limits, self._cores()  # `set_limits` may change them
             self._pids_seen = max(self._pids_seen, self.cgroup.pids_current())
             pause = RUN_POLL_MAX
             if self._killed is None:
@@ -392,6 +392,27 @@ class Session:
             ),
         )
 
+    def _bound(self, limits: Limits) -> Limits:
+        """`limits` at most this session's `memory`, `swap`, `pids` and `cpus` (a nested
+        session's `time` and `cpu_time` are its own; this session's still apply to it)."""
+        mine = self.limits
+        return limits.tightened(
+            Limits(memory=mine.memory, swap=mine.swap, pids=mine.pids, cpus=mine.cpus)
+        )
+
+    def set_limits(self, limits: Limits) -> Limits:
+        """Replace this session's limits (bounded by its parent's, as when it was opened);
+        return those in force. Raises `CgroupError` once it is closed or killed."""
+        with self._lock:
+            if self._closing():
+                raise CgroupError(f"session {self.id} is {self._killed or 'closed'}")
+            bounded = self.parent._bound(limits) if self.parent is not None else limits
+            self.limits = bounded
+            starting = self.container and self._state is State.WAITING
+            self.cgroup.set_limits(self._group_limits(starting=starting))
+        self._wake.set()
+        return bounded
+
     def open_child(
         self, limits: Limits, *, container: bool = False, session_id: str | None = None
     ) -> Session:
@@ -399,11 +420,7 @@ class Session:
         with self._lock:
             if self._closing():
                 raise CgroupError(f"session {self.id} is {self._killed or 'closed'}")
-            bounded = limits.tightened(
-                Limits(memory=self.limits.memory, swap=self.limits.swap, pids=self.limits.pids)
-            )
-            if self.limits.cpus is not None:
-                bounded = bounded.tightened(Limits(cpus=self.limits.cpus))
+            bounded = self._bound(limits)
             child_id = session_id or secrets.token_hex(8)
             child = Session(
                 self.cgroup.child(child_id),
