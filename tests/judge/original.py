@@ -74,12 +74,10 @@ def judge_library(folder: Path) -> Path:
 
 
 def judge_task(work: Path, solution: str, name: str | None = None) -> Path:
-    """A task folder for `solution` (a file of ``problem/solutions``), made by kolejka-judge's
-    own ``judge.py task`` with the original's python: symlinks to the problem's files."""
+    """A task folder for `solution` (a file of ``problem/solutions``) in `work` (which holds
+    the library, `judge_library`), made by kolejka-judge's own ``judge.py task`` with the
+    original's python: symlinks to the problem's files."""
     library = work / "kolejka-judge"
-    if not library.exists():
-        work.mkdir(parents=True, exist_ok=True)
-        judge_library(work)
     task = work / (name or Path(solution).stem)
     python = original_venv() / "bin" / "python"
     subprocess.run(
@@ -97,3 +95,31 @@ def judge_task(work: Path, solution: str, name: str | None = None) -> Path:
         capture_output=True,
     )
     return task
+
+
+def verdicts(result_dir: Path) -> dict[str, str]:
+    """kolejka-judge's verdict on each test, from the ``results/results.yaml`` it wrote."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!file", lambda loader, node: loader.construct_scalar(node))
+    results = yaml.load((result_dir / "results" / "results.yaml").read_text(), Loader=Loader)
+    return {str(test): result["satori"]["status"] for test, result in results.items()}
+
+
+def assert_judged(result_dir: Path, solution: str) -> None:
+    """`result_dir` holds kolejka-judge's verdicts on `solution`, as the original gives them,
+    with the judge's collected files: ``results.yaml``, and each test's logs (a zip of the
+    commands it ran) through the symlink kolejka-judge made to them."""
+    expected = JUDGE_SOLUTIONS[solution]
+    assert verdicts(result_dir) == expected
+    console = (result_dir / "console_stdout.txt").read_text().splitlines()
+    assert console == [f"Result {status} on test {test}." for test, status in expected.items()]
+    for test in expected:
+        logs = result_dir / "results" / test / "satori" / "logs" / "log.zip"
+        assert not logs.is_symlink(), "a collected symlink must be collected as its file"
+        with zipfile.ZipFile(logs) as archive:
+            names = archive.namelist()
+        assert any(name.endswith("_io_executor_run_cmd.txt") for name in names), names

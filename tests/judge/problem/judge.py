@@ -37,4 +37,4 @@ def judge(args):
     )
     args.add_steps(logs=CollectLogsTask())
     result = args.run()
-    print("Result {} on test {}.".format(result.status, args.id))
+    print(f"Result {result.status} on test {args.id}.")
