@@ -159,6 +159,7 @@ class Session:
         self._state = State.WAITING
         self._killed: Reason | None = None
         self._baseline = _Cpu()
+        self._baseline_percpu: tuple[float, ...] = ()
         self._started: float | None = None
         self._ended: float | None = None
         self._main: int | None = None  # pidfd of the program's first process
@@ -246,6 +247,7 @@ class Session:
             if self._state is not State.WAITING:
                 return
             self._baseline = baseline
+            self._baseline_percpu = self.cgroup.cpu_percpu()
             self._started = time.monotonic()
             self._state = State.RUNNING
             self._watch_main(pid)
@@ -334,6 +336,7 @@ class Session:
             if self._state is not State.WAITING or self.container:
                 return
             self._baseline = _Cpu(*self.cgroup.cpu_times())
+            self._baseline_percpu = self.cgroup.cpu_percpu()
             self._started = time.monotonic()
             self._state = State.RUNNING
             self._watch_main(pid)
@@ -382,8 +385,10 @@ class Session:
             killed=self._killed,
             stats=Stats(
                 cpu=CpuStats(usage=usage, user=user, system=system),
+                cpus=self._percpu(counters.cpu_percpu, usage),
                 memory=MemoryStats(
                     max_usage=counters.memory_peak,
+                    max_swap=counters.swap_peak,
                     failures=counters.memory_failures,
                     oom_kills=counters.memory_ooms,
                 ),
@@ -391,6 +396,21 @@ class Session:
                 time=round(max(0.0, elapsed), 6),
             ),
         )
+
+    def _percpu(self, now: tuple[float, ...], usage: float) -> dict[str, CpuStats]:
+        """CPU time on each CPU used since the program started (CPUs it used, by number): the
+        kernel's per-CPU counts less those at the start, scaled to add up to `usage` (the
+        per-CPU baseline is read a moment after the total's)."""
+        base = self._baseline_percpu or (0.0,) * len(now)
+        used = {index: max(0.0, value - base[index]) for index, value in enumerate(now)}
+        total = sum(used.values())
+        if not total or len(base) != len(now):
+            return {}
+        return {
+            str(index): CpuStats(usage=round(usage * value / total, 9))
+            for index, value in used.items()
+            if value > 0
+        }
 
     def _bound(self, limits: Limits) -> Limits:
         """`limits` at most this session's `memory`, `swap`, `pids` and `cpus` (a nested
