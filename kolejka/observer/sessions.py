@@ -247,7 +247,6 @@ class Session:
             if self._state is not State.WAITING:
                 return
             self._baseline = baseline
-            self._baseline_percpu = self.cgroup.cpu_percpu()
             self._started = time.monotonic()
             self._state = State.RUNNING
             self._watch_main(pid)
@@ -255,6 +254,9 @@ class Session:
             self._runtime_pids = self.cgroup.counters().pids_peak or 0
             self._apply_task_limits()
             self.cgroup.reset_memory_peak()
+        # After the limits, which must come as soon as can be; `_percpu` scales the per-CPU
+        # figures to the total, whose baseline is exact.
+        self._baseline_percpu = self.cgroup.cpu_percpu()
 
     def _apply_task_limits(self) -> None:
         """Drop the limits held high for the runtime to the task's. The kernel refuses a memory
