@@ -110,7 +110,9 @@ def container_config(task: Task, plan: Plan) -> dict[str, Any]:
         "ShmSize": min(SHM_MAX, plan.workspace),
         "Ulimits": [{"Name": "core", "Soft": 0, "Hard": 0}],
         "OomScoreAdj": 1000,
-        "Init": False,
+        # Root tasks run under docker's init (tini) as process 1, as the original ran every task:
+        # it reaps the orphans a judge's solutions leave, whose zombies would hold the pids limit.
+        "Init": plan.root,
         "AutoRemove": False,
     }
     if plan.gpus:

@@ -20,6 +20,7 @@ import secrets
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,7 +194,7 @@ class _Run:
         self.cancel = cancel or threading.Event()
         self.limits = limits_in_force(task, config)
         self.result = Result(
-            id=task.id,
+            id=task.id or uuid.uuid4().hex,  # the original always gives one
             limits=self.limits,
             tags=list(config.tags),
             stdout=task.stdout,

@@ -36,6 +36,8 @@ JUDGE_SOLUTIONS = {
     "wrong.cpp": {"small": "OK", "three": "ANS", "large": "OK"},
     "loop.cpp": {"small": "TLE", "three": "TLE", "large": "TLE"},
 }
+# Hostile solutions, judged on the first test only.
+HOSTILE_SOLUTIONS = {"forkbomb.cpp": "TLE", "membomb.cpp": "MEM", "escape.cpp": "OK"}
 
 
 def original_venv() -> Path:
@@ -73,10 +75,13 @@ def judge_library(folder: Path) -> Path:
     return library
 
 
-def judge_task(work: Path, solution: str, name: str | None = None) -> Path:
+def judge_task(
+    work: Path, solution: str, name: str | None = None, tests: tuple[str, ...] = ()
+) -> Path:
     """A task folder for `solution` (a file of ``problem/solutions``) in `work` (which holds
     the library, `judge_library`), made by kolejka-judge's own ``judge.py task`` with the
-    original's python: symlinks to the problem's files."""
+    original's python: symlinks to the problem's files. `tests` picks some of the tests
+    (``--test``), all by default."""
     library = work / "kolejka-judge"
     task = work / (name or Path(solution).stem)
     python = original_venv() / "bin" / "python"
@@ -87,6 +92,7 @@ def judge_task(work: Path, solution: str, name: str | None = None) -> Path:
             "task",
             "--library-path",
             str(library),
+            *(f"--test={test}" for test in tests),
             str(PROBLEM / "tests" / "tests.yaml"),
             str(PROBLEM / "solutions" / solution),
             str(task),
@@ -109,11 +115,12 @@ def verdicts(result_dir: Path) -> dict[str, str]:
     return {str(test): result["satori"]["status"] for test, result in results.items()}
 
 
-def assert_judged(result_dir: Path, solution: str) -> None:
-    """`result_dir` holds kolejka-judge's verdicts on `solution`, as the original gives them,
-    with the judge's collected files: ``results.yaml``, and each test's logs (a zip of the
-    commands it ran) through the symlink kolejka-judge made to them."""
-    expected = JUDGE_SOLUTIONS[solution]
+def assert_judged(result_dir: Path, solution: str, expected: dict[str, str] | None = None) -> None:
+    """`result_dir` holds kolejka-judge's verdicts on `solution` (`expected`, or those of
+    `JUDGE_SOLUTIONS`), as the original gives them, with the judge's collected files:
+    ``results.yaml``, and each test's logs (a zip of the commands it ran) through the symlink
+    kolejka-judge made to them."""
+    expected = expected or JUDGE_SOLUTIONS[solution]
     assert verdicts(result_dir) == expected
     console = (result_dir / "console_stdout.txt").read_text().splitlines()
     assert console == [f"Result {status} on test {test}." for test, status in expected.items()]

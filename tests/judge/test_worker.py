@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from kolejka.common import Status, load_result
 
-from .original import JUDGE_IMAGE, JUDGE_SOLUTIONS, assert_judged, judge_task, verdicts
+from .original import (
+    HOSTILE_SOLUTIONS,
+    JUDGE_IMAGE,
+    JUDGE_SOLUTIONS,
+    assert_judged,
+    judge_task,
+    verdicts,
+)
 
 BIN = Path(sys.executable).parent
 
@@ -69,3 +77,24 @@ def test_the_expected_verdicts_are_kolejka_judges_own(judge_sandbox, judge_work,
     )
     for solution, expected in JUDGE_SOLUTIONS.items():
         assert verdicts(tmp_path / solution) == expected
+
+
+@pytest.mark.parametrize("solution", sorted(HOSTILE_SOLUTIONS))
+def test_it_judges_a_hostile_solution_and_the_node_stays_healthy(
+    judge_clean, judge_observer, judge_work, tmp_path, solution
+):
+    """A fork bomb, a memory bomb and a solution trying writes outside its folders, the
+    observer and the judge itself: each gets its verdict, the judge lives on, and nothing is
+    left behind (`judge_clean`)."""
+    task = judge_task(judge_work, solution, name=f"{solution}-{tmp_path.name}", tests=("small",))
+    done = worker(judge_clean, judge_observer, task, tmp_path / "result")
+    assert done.returncode == 0, done.stderr
+    result = load_result(tmp_path / "result")
+    assert result.status is Status.OK, result.to_dict()
+    assert_judged(tmp_path / "result", solution, {"small": HOSTILE_SOLUTIONS[solution]})
+    if solution == "escape.cpp":
+        logs = tmp_path / "result" / "results" / "small" / "satori" / "logs" / "log.zip"
+        with zipfile.ZipFile(logs) as archive:
+            (name,) = [n for n in archive.namelist() if n.endswith("executor_run_stderr.txt")]
+            attempts = archive.read(name).decode().splitlines()
+        assert len(attempts) == 6 and not [line for line in attempts if "DONE" in line], attempts
