@@ -4,10 +4,10 @@ Two v1 quirks shape this code. The kernel records refused forks (``pids.events``
 on the group of the process concerned, which for a container is the runtime's child group; so
 OOM events of the session's own limit are caught with the v1 eventfd notification on
 ``memory.oom_control`` (as docker does for its ``OOMKilled`` flag), and refused forks are summed
-over the session's groups while they exist (the worker reads its final figures before the
-container is removed). Hits of the memory limit are counted on the group that holds the limit,
-the session's (``memory.failcnt``). And a new cpuset group starts with no cores, so every level
-we create gets its parent's.
+over the session's groups while they exist (the session polls them while it runs: the runtime
+removes the container's group when the container exits). Hits of the memory limit are counted
+on the group that holds the limit, the session's (``memory.failcnt``). And a new cpuset group
+starts with no cores, so every level we create gets its parent's.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class CgroupV1:
             memory_ooms=self._read_ooms(),
             pids_current=self.pids_current(),
             pids_peak=read_int(peak_file) if peak_file.exists() else None,
-            pids_failures=self._refused_forks(),
+            pids_failures=self.refused_forks(),
             cpu_percpu=self.cpu_percpu(),
             swap_peak=max(0, read_int(memsw_peak) - memory_peak) if memsw_peak.exists() else None,
         )
@@ -148,7 +148,8 @@ class CgroupV1:
         text = read_text(self._dir("cpuacct") / "cpuacct.usage_percpu")
         return tuple(int(value) * _NS for value in text.split())
 
-    def _refused_forks(self) -> int:
+    def refused_forks(self) -> int:
+        """Forks refused by a pids limit in the session's groups that exist now."""
         refused = 0
         for group in walk_down(self._dir("pids")):
             with contextlib.suppress(OSError):  # a group may vanish while we look

@@ -18,6 +18,7 @@ from pathlib import Path
 from .cgroups import (
     CFS_PERIOD_US,
     V2_CONTROLLERS,
+    CgroupError,
     Counters,
     GroupLimits,
     cpu_list,
@@ -86,6 +87,12 @@ class CgroupV2:
 
     def pids_current(self) -> int:
         return read_int(self.dir / "pids.current")
+
+    def refused_forks(self) -> int | None:
+        try:
+            return self._events("pids").get("max")
+        except CgroupError:  # the group is going away
+            return None
 
     def cpu_percpu(self) -> tuple[float, ...]:
         """Unknown: the unified hierarchy counts CPU time per group, not per CPU."""

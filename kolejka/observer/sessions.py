@@ -165,6 +165,7 @@ class Session:
         self._main: int | None = None  # pidfd of the program's first process
         self._runtime_pids = 0
         self._pids_seen = 0
+        self._refused_seen = 0  # forks refused, as seen while the groups that count them exist
         self._final: Report | None = None
         self.cgroup.create(self._group_limits(starting=container))
         self._thread = threading.Thread(target=self._watch, name=f"session-{self.id}", daemon=True)
@@ -297,6 +298,7 @@ class Session:
                 return
             limits, cores = self.limits, self._cores()  # `set_limits` may change them
             self._pids_seen = max(self._pids_seen, self.cgroup.pids_current())
+            self._refused_seen = max(self._refused_seen, self.cgroup.refused_forks() or 0)
             pause = RUN_POLL_MAX
             if self._killed is None:
                 used = self.cgroup.cpu_times()[0] - self._baseline.usage
@@ -375,6 +377,9 @@ class Session:
             # The kernel's peak is the runtime's init: the program never had more processes than
             # that, and the most we saw is all we know.
             pids_peak = max(self._pids_seen, counters.pids_current, 1)
+        refused = counters.pids_failures
+        if refused is not None:
+            refused = max(refused, self._refused_seen)
         started = self._started
         elapsed = 0.0 if started is None else (self._ended or now) - started
         # Rounded to what the kernel counts in (ns) and our clock is good for (us), so that the
@@ -394,7 +399,7 @@ class Session:
                     failures=counters.memory_failures,
                     oom_kills=counters.memory_ooms,
                 ),
-                pids=PidsStats(max_usage=pids_peak, failures=counters.pids_failures),
+                pids=PidsStats(max_usage=pids_peak, failures=refused),
                 time=round(max(0.0, elapsed), 6),
             ),
         )
