@@ -13,9 +13,7 @@ from ..client.live import BIN
 from .original import JUDGE_SOLUTIONS, assert_judged, judge_task
 
 
-def test_it_judges_kolejka_judge_tasks_through_the_grid(
-    make_grid, judge_sandbox, judge_work, tmp_path
-):
+def test_it_judges_kolejka_judge_tasks_through_the_grid(make_grid, sandbox, judge_work, tmp_path):
     grid = make_grid()
     node = grid.foreman("node-judge", "--root-images", "kolejka/judge:*", slots=2)
 

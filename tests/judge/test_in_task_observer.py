@@ -97,8 +97,8 @@ class InTask:
 
 
 @pytest.fixture
-def in_task(judge_clean, judge_observer, tmp_path) -> InTask:
-    config = judge_clean.config(observer=str(judge_observer), root_images=("kolejka/judge:*",))
+def in_task(clean, observer, judge_image, tmp_path) -> InTask:
+    config = clean.config(observer=str(observer), root_images=("kolejka/judge:*",))
     return InTask(config, tmp_path)
 
 
@@ -240,7 +240,7 @@ print(json.dumps(report))
     assert size(out["tight stats"]["max_usage"]) <= 32 * MiB
 
 
-def test_it_never_shows_a_task_another_tasks_sessions(in_task, judge_clean):
+def test_it_never_shows_a_task_another_tasks_sessions(in_task, clean):
     """One task's session id and secret, given to another task, get it nothing: not while the
     first task runs, not after its session is closed."""
     holder = in_task.folder(
@@ -265,7 +265,7 @@ time.sleep(120)
     )
     thread.start()
     try:
-        workspaces = judge_clean.temp_dir.glob
+        workspaces = clean.temp_dir.glob
         found = wait_for(lambda: list(workspaces("kolejka-task-*/task/creds.json")), "creds", 60)
         other = json.loads(found[0].read_text())
         probe = (

@@ -40,11 +40,11 @@ def worker(sandbox, observer: Path, task: Path, result: Path) -> subprocess.Comp
 
 @pytest.mark.parametrize("solution", sorted(JUDGE_SOLUTIONS))
 def test_it_judges_a_kolejka_judge_task_as_the_original(
-    judge_clean, judge_observer, judge_work, tmp_path, solution
+    clean, observer, judge_work, tmp_path, solution
 ):
     task = judge_task(judge_work, solution, name=f"{solution}-{tmp_path.name}")
     assert (task / "solution" / solution).is_symlink()
-    done = worker(judge_clean, judge_observer, task, tmp_path / "result")
+    done = worker(clean, observer, task, tmp_path / "result")
     assert done.returncode == 0, done.stderr
     result = load_result(tmp_path / "result")
     assert result.status is Status.OK, result.to_dict()
@@ -52,7 +52,7 @@ def test_it_judges_a_kolejka_judge_task_as_the_original(
     assert_judged(tmp_path / "result", solution)
 
 
-def test_the_expected_verdicts_are_kolejka_judges_own(judge_sandbox, judge_work, tmp_path):
+def test_the_expected_verdicts_are_kolejka_judges_own(sandbox, judge_work, tmp_path):
     """The verdicts the tests expect are the ones kolejka-judge itself gives, run by its own
     ``judge.py execute --local`` in a plain container of the judge image (the original worker
     cannot run here: its observer needs a cgroup v1 perf_event hierarchy this host does not
@@ -69,7 +69,7 @@ def test_the_expected_verdicts_are_kolejka_judges_own(judge_sandbox, judge_work,
     subprocess.run(
         [
             *("docker", "run", "--rm", "--network", "none", "-v", f"{tmp_path}:/w"),
-            *("--label", f"org.kolejka.test={judge_sandbox.run_id}", JUDGE_IMAGE),
+            *("--label", f"org.kolejka.test={sandbox.run_id}", JUDGE_IMAGE),
             *("sh", "-c", " && ".join(script)),
         ],
         check=True,
@@ -81,13 +81,13 @@ def test_the_expected_verdicts_are_kolejka_judges_own(judge_sandbox, judge_work,
 
 @pytest.mark.parametrize("solution", sorted(HOSTILE_SOLUTIONS))
 def test_it_judges_a_hostile_solution_and_the_node_stays_healthy(
-    judge_clean, judge_observer, judge_work, tmp_path, solution
+    clean, observer, judge_work, tmp_path, solution
 ):
     """A fork bomb, a memory bomb and a solution trying writes outside its folders, the
     observer and the judge itself: each gets its verdict, the judge lives on, and nothing is
-    left behind (`judge_clean`)."""
+    left behind (`clean`)."""
     task = judge_task(judge_work, solution, name=f"{solution}-{tmp_path.name}", tests=("small",))
-    done = worker(judge_clean, judge_observer, task, tmp_path / "result")
+    done = worker(clean, observer, task, tmp_path / "result")
     assert done.returncode == 0, done.stderr
     result = load_result(tmp_path / "result")
     assert result.status is Status.OK, result.to_dict()
