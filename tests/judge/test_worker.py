@@ -54,27 +54,25 @@ def test_it_judges_a_kolejka_judge_task_as_the_original(
 
 def test_the_expected_verdicts_are_kolejka_judges_own(sandbox, judge_work, tmp_path):
     """The verdicts the tests expect are the ones kolejka-judge itself gives, run by its own
-    ``judge.py execute --local`` in a plain container of the judge image (the original worker
-    cannot run here: its observer needs a cgroup v1 perf_event hierarchy this host does not
-    mount, and its python volume is built from an image pulled from a registry)."""
-    script = []
+    ``judge.py execute --local`` in plain containers of the judge image, one per solution, one
+    after the other, as its time limits are wall-clock (the original worker cannot run here:
+    its observer needs a cgroup v1 perf_event hierarchy this host does not mount, and its
+    python volume is built from an image pulled from a registry)."""
     tmp_path.chmod(0o755)  # the judge's users must reach the folders under it
     for solution in sorted(JUDGE_SOLUTIONS):
         task = judge_task(judge_work, solution, name=f"{solution}-local-{tmp_path.name}")
         subprocess.run(["cp", "-rL", str(task), str(tmp_path / solution)], check=True)
-        script.append(
-            f"cd /w/{solution} && python3 judge.py execute --local tests/tests.yaml "
-            f"solution/{solution} results > console_stdout.txt"
+        command = f"python3 judge.py execute --local tests/tests.yaml solution/{solution} results"
+        subprocess.run(
+            [
+                *("docker", "run", "--rm", "--network", "none"),
+                *("-v", f"{tmp_path / solution}:/w", "-w", "/w"),
+                *("--label", f"org.kolejka.test={sandbox.run_id}", JUDGE_IMAGE),
+                *("sh", "-c", f"{command} > console_stdout.txt"),
+            ],
+            check=True,
+            timeout=300,
         )
-    subprocess.run(
-        [
-            *("docker", "run", "--rm", "--network", "none", "-v", f"{tmp_path}:/w"),
-            *("--label", f"org.kolejka.test={sandbox.run_id}", JUDGE_IMAGE),
-            *("sh", "-c", " && ".join(script)),
-        ],
-        check=True,
-        timeout=300,
-    )
     for solution, expected in JUDGE_SOLUTIONS.items():
         assert verdicts(tmp_path / solution) == expected
 
