@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from kolejka.common import Limits, Stats
+from kolejka.common import Limits, SpecError, Stats
 
-from .cgroups import group_of
-from .registry import innermost, is_within
+from .cgroups import CgroupError, group_of
+from .registry import TooMany, innermost, is_within
 from .sessions import Reason, Report, Session
 
 if TYPE_CHECKING:
@@ -70,6 +70,10 @@ def route(
         return 200, {**_VERBS[verb](_Call(observer, scope, pid, body)), "status": "ok"}
     except LegacyError as error:
         return error.status, {"status": "error", "error": str(error)}
+    except TooMany as error:  # the caps of our protocol, in the original's shape
+        return 429, {"status": "error", "error": str(error)}
+    except CgroupError as error:  # e.g. a memory limit below what the session uses already
+        return 409, {"status": "error", "error": str(error)}
 
 
 class _Call:
@@ -135,7 +139,7 @@ def _limits(call: _Call) -> dict[str, Any]:
         raise LegacyError(400, "limits must be an object")
     try:
         limits = Limits.from_dict({k: v for k, v in given.items() if k in APPLIED_LIMITS})
-    except ValueError as error:
+    except SpecError as error:
         raise LegacyError(400, str(error)) from None
     session.set_limits(limits)
     return {}

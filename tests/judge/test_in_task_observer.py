@@ -296,3 +296,18 @@ print(json.dumps(answers))
     assert held["result"].error == "cancelled"
     answers = in_task.run(probe, json.dumps(other))  # its session is closed now
     assert set(answers.values()) <= {403, 404}
+
+
+def test_it_holds_a_task_to_the_caps_of_our_own_protocol(in_task):
+    """At most 64 sessions nested in a task, and bodies of at most 64 KiB, as on our protocol."""
+    out = in_task.run(
+        RAW
+        + """
+codes = [post("open")[0] for _ in range(66)]
+connection = Connection("kolejka-observer", timeout=10)
+connection.request("POST", "/open", "x" * 70000, {"Content-Type": "application/json"})
+print(json.dumps({"codes": codes, "large body": connection.getresponse().status}))
+"""
+    )
+    assert out["codes"] == [200] * 64 + [429] * 2
+    assert out["large body"] == 413
