@@ -7,7 +7,9 @@ container's writable layer on a tmpfs of ``limits.storage`` bytes before the con
 the layer's folder (``…/overlay2/<id>``, holding ``diff`` (the upper layer), ``work`` and
 ``merged``, which overlayfs needs on one mount) is covered by the tmpfs with the same few entries
 docker made in it. Writes past the bound fail with ENOSPC and never reach a disk, and the pages
-are charged to the task's memory cgroup, as the workspace's are.
+are charged to the task's memory cgroup, as the workspace's are. The worker unmounts it before
+removing the container; if the worker dies, docker unmounts it when `sweep` removes the
+container (its overlay2 driver unmounts what is mounted in a layer it removes).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ rest of the box as for any task."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from kolejka.common import Limits, Status
@@ -70,10 +71,6 @@ def test_it_bounds_what_a_root_task_writes_to_its_root(clean, tmp_path):
     assert text.splitlines()[0] == "1", text  # dd was told the disk is full
     assert int(text.splitlines()[-1].split()[0]) <= 64 * 1024  # KiB written
     assert outcome.result.limits.storage == 64 * MiB
-    mounts = Path("/proc/self/mountinfo").read_text()
-    assert "/overlay2/" not in "".join(
-        line for line in mounts.splitlines() if " - tmpfs " in line
-    ), "the layer's tmpfs is left mounted"
     run.assert_still_works()
 
 
@@ -81,3 +78,39 @@ def test_it_refuses_root_where_the_operator_does_not_allow_it(clean, tmp_path):
     run = Runner(tmp_path, clean.config(maxima=Limits(root=False)))
     outcome = run(image=DEBIAN, args=["id", "-u"], stdout="out.txt", limits={"root": True})
     assert outcome.text("out.txt") == "65534\n" and outcome.result.limits.root is False
+
+
+def layer_of(container: str) -> Path:
+    """The folder of `container`'s writable layer (docker's overlay2 driver)."""
+    inspected = subprocess.run(
+        ["docker", "inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", container],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(inspected.stdout.strip()).parent
+
+
+def tmpfs_at(folder: Path) -> bool:
+    lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    return any(line.split()[4] == str(folder) and " - tmpfs " in line for line in lines)
+
+
+def test_it_sweeps_a_killed_workers_root_task_with_its_bounded_root(clean, tmp_path):
+    from kolejka.worker import sweep
+
+    from .helpers import containers_of_pid, make_task, process_exists, wait_for
+    from .test_cli import worker
+
+    task = make_task(tmp_path / "task", image=DEBIAN, args=["sleep", "876541"])
+    process = worker(clean, task, tmp_path / "result", env={"KOLEJKA_WORKER_ROOT_IMAGES": DEBIAN})
+    wait_for(lambda: process_exists("sleep 876541"), "the task to run")
+    (container,) = containers_of_pid(process.pid)
+    layer = layer_of(container)
+    assert tmpfs_at(layer)  # the root task's writable layer is bounded
+    process.kill()  # no chance to clean up
+    process.communicate(timeout=30)
+    removed = sweep(clean.config())
+    assert sorted(item.split()[0] for item in removed) == ["cgroup", "container", "workspace"]
+    assert not process_exists("sleep 876541") and not containers_of_pid(process.pid)
+    assert not tmpfs_at(layer) and not layer.exists()  # docker unmounted and removed it
