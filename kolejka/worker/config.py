@@ -30,6 +30,7 @@ DEFAULT_LIMITS = Limits(
     pids=512,
     time=600.0,
     workspace=1 * GiB,
+    storage=1 * GiB,
     network=False,
     root=False,
     gpus=0,
@@ -58,6 +59,9 @@ class WorkerConfig:
     - `grace`: how long past `time` the worker itself stops a task the observer did not stop.
     - `docker_url`: the docker engine; default ``DOCKER_HOST`` or the local socket.
     - `labels`: extra labels put on every container (tests use them to find their own).
+    - `root_images`: image patterns (``kolejka/judge:*``, as `fnmatch`) whose tasks run as root
+      unless they ask ``root: false``, whatever `defaults` and `maxima` say of root: the
+      original kolejka ran every task as root, and kolejka-judge's tasks need it.
     """
 
     defaults: Limits = DEFAULT_LIMITS
@@ -79,6 +83,7 @@ class WorkerConfig:
         default_factory=lambda: os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     )
     labels: tuple[tuple[str, str], ...] = ()
+    root_images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
