@@ -1,5 +1,7 @@
 """kolejka's client: `KolejkaClient` (the server's HTTP API in Python) and ``kolejka-client``."""
 
+from kolejka.common.states import TaskState
+
 from .blobs import Blob, ProgressBar, ProgressFactory
 from .client import KolejkaClient, TaskCancelled, TaskFailed, WaitTimeout
 from .config import Settings, load_settings
@@ -33,7 +35,6 @@ from .models import (
     Node,
     QueueStats,
     TaskInfo,
-    TaskState,
 )
 
 __all__ = [

@@ -17,13 +17,14 @@ from typing import Any, ClassVar
 import requests
 
 from kolejka.common import Result, Task, load_task
+from kolejka.common.states import TaskState
 
 from . import blobs, folders
 from .blobs import Blob, ProgressFactory
 from .config import Settings, load_settings
 from .errors import ClientError, ConfigError
 from .exits import CANCELLED, PLATFORM
-from .models import Account, Batch, BatchProgress, QueueStats, TaskInfo, TaskState
+from .models import Account, Batch, BatchProgress, QueueStats, TaskInfo
 from .node_api import NodeApi
 from .transport import Transport
 

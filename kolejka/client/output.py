@@ -12,8 +12,10 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from kolejka.common.states import TaskState
+
 from .blobs import ProgressBar, ProgressFactory
-from .models import TaskInfo, TaskState
+from .models import TaskInfo
 
 
 class Output:
