@@ -1,4 +1,4 @@
-"""What the API answers, field by field; the request shapes documented in the schema."""
+"""What the API answers, field by field (the requests it takes are in `inputs`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class TaskSerializer(serializers.Serializer):
 
     key = serializers.CharField()
     owner = serializers.CharField()
-    state = serializers.ChoiceField(choices=State.choices)
+    state = serializers.ChoiceField(choices=[str(state) for state in State])
     priority = serializers.IntegerField()
     batch = serializers.CharField(allow_null=True)
     attempts = serializers.IntegerField()
@@ -56,15 +56,6 @@ class TaskPageSerializer(serializers.Serializer):
     next = serializers.CharField(allow_null=True)
 
 
-class SubmitSerializer(serializers.Serializer):
-    task = serializers.JSONField(help_text="kolejka_task.json, files as blob references")
-    priority = serializers.IntegerField(required=False, default=0)
-
-
-class BatchSubmitSerializer(serializers.Serializer):
-    tasks = SubmitSerializer(many=True)
-
-
 class BatchCreatedSerializer(serializers.Serializer):
     batch = serializers.CharField()
     tasks = TaskSerializer(many=True)
@@ -81,11 +72,6 @@ class BlobSerializer(serializers.Serializer):
     size = serializers.IntegerField()
 
 
-class TokenRequestSerializer(serializers.Serializer):
-    username = serializers.CharField()
-    password = serializers.CharField()
-
-
 class TokenSerializer(serializers.Serializer):
     token = serializers.CharField()
     username = serializers.CharField()
@@ -95,21 +81,6 @@ class TokenSerializer(serializers.Serializer):
 class MeSerializer(serializers.Serializer):
     username = serializers.CharField()
     role = serializers.CharField()
-
-
-class CapacitySerializer(serializers.Serializer):
-    cpus = serializers.IntegerField(required=False)
-    memory = serializers.JSONField(required=False, help_text="a size: bytes or 16G")
-    gpus = serializers.IntegerField(required=False)
-    workspace = serializers.JSONField(required=False, help_text="a size: bytes or 100G")
-    resources = serializers.DictField(child=serializers.IntegerField(), required=False)
-
-
-class NodeRequestSerializer(serializers.Serializer):
-    capacity = CapacitySerializer(required=False)
-    tags = serializers.ListField(child=serializers.CharField(), required=False)
-    defaults = serializers.JSONField(required=False, help_text="limits, as in kolejka_task.json")
-    slots = serializers.IntegerField(required=False, min_value=1)
 
 
 class NodeSerializer(serializers.ModelSerializer):
@@ -140,16 +111,6 @@ class NodePageSerializer(serializers.Serializer):
     results = NodeSerializer(many=True)
 
 
-class DrainSerializer(serializers.Serializer):
-    drain = serializers.BooleanField()
-
-
-class ClaimRequestSerializer(serializers.Serializer):
-    free = CapacitySerializer(required=False)
-    idle = serializers.BooleanField(required=False)
-    wait = serializers.FloatField(required=False, min_value=0, max_value=60)
-
-
 class LeaseSerializer(serializers.ModelSerializer):
     ttl = serializers.SerializerMethodField()
 
@@ -169,23 +130,9 @@ class ClaimSerializer(serializers.Serializer):
     drain = serializers.BooleanField(required=False)
 
 
-class HeartbeatRequestSerializer(serializers.Serializer):
-    running = serializers.BooleanField(required=False)
-
-
 class HeartbeatSerializer(serializers.Serializer):
     expires = serializers.DateTimeField()
     cancel = serializers.BooleanField()
-
-
-class FailRequestSerializer(serializers.Serializer):
-    error = serializers.CharField()
-    retry = serializers.BooleanField(required=False)
-
-
-class ImageRequestSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    reference = serializers.CharField()
 
 
 class ImageSerializer(serializers.ModelSerializer):
@@ -208,6 +155,10 @@ class StatsSerializer(serializers.Serializer):
 
 
 class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    detail = serializers.CharField()
-    field = serializers.CharField(required=False)
+    """The one error shape; some errors add keys (``state`` for ``not_finished``)."""
+
+    code = serializers.CharField(help_text="what kind of error: invalid, not_found, conflict, ...")
+    detail = serializers.CharField(help_text="what is wrong and what to do, for people")
+    field = serializers.CharField(
+        required=False, help_text="the field, query parameter or header at fault"
+    )
