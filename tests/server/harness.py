@@ -27,6 +27,8 @@ USERS = {
     "gina": "foreman",
     "ivan": "inspector",
     "ada": "admin",
+    "dora": "client",  # disabled
+    "rita": "client",  # her token was revoked
 }
 PASSWORD = "correct horse battery staple"
 MAKE_USERS = """
@@ -37,9 +39,11 @@ users, password = json.load(sys.stdin)
 tokens = {}
 for name, role in users.items():
     user = User(username=name, role=role, is_staff=role == "admin", is_superuser=role == "admin")
+    user.is_active = name != "dora"
     user.set_password(password)
     user.save()
     tokens[name] = Token.objects.create(user=user).key
+Token.objects.filter(user__username="rita").delete()
 print(json.dumps(tokens))
 """
 RUN = secrets.token_hex(4)
@@ -153,7 +157,7 @@ class Server:
         self.data = data
         self.env = env
         self.url = url
-        self.tokens = tokens
+        self.tokens = dict(tokens)
 
     def api(self, user: str | None) -> Api:
         return Api(self.url + "/api/v1/", self.tokens[user] if user else None)
