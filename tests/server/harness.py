@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -192,11 +192,20 @@ def wait_until_up(
 
 @contextmanager
 def serve(
-    template: Template, data: Path, *, workers: int = 2, threads: int = 16, **settings: str
+    template: Template,
+    data: Path,
+    *,
+    workers: int = 2,
+    threads: int = 16,
+    through: Callable[[str], str] | None = None,
+    **settings: str,
 ) -> Iterator[Server]:
-    """A production server (gunicorn) on a fresh copy of `template`, with extra `settings`."""
+    """A production server (gunicorn) on a fresh copy of `template`, with extra `settings`;
+    `through` maps its database URL (to reach PostgreSQL through a proxy)."""
     database = template.copy(data)
     env = base_env(data, database, **settings)
+    if through is not None:
+        env["DATABASE_URL"] = through(env["DATABASE_URL"])
     sock = listening_socket()
     port = sock.getsockname()[1]
     log = data / "server.log"

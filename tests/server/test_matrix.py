@@ -20,8 +20,8 @@ from .harness import PASSWORD, Server, Template, serve
 
 CALLERS = ("alice", "bob", "fred", "gina", "ivan", "ada", None, "dora", "rita")
 SIGNED_OUT = {None: 401, "dora": 401, "rita": 401}
-UNCLAIMABLE = {"requires": ["nowhere"]}
-FREE = {"cpus": 64, "memory": "64G"}  # what n1 says it has free, whatever it holds  # tasks no node takes, so the queue stays predictable
+UNCLAIMABLE = {"requires": ["nowhere"]}  # tasks no node takes: the queue stays predictable
+FREE = {"cpus": 64, "memory": "64G"}  # what n1 says it has free, whatever it holds
 
 
 @dataclass
