@@ -123,7 +123,20 @@ def _first(detail: Any, path: str) -> tuple[str, str, str]:
     return path, str(detail), getattr(detail, "code", None) or "invalid"
 
 
+def _printable(value: Any) -> Any:
+    """`value` safe to write as UTF-8 JSON: a lone surrogate (or a NUL) that came with the
+    request is shown escaped instead of breaking the answer that names it."""
+    if not isinstance(value, str):
+        return value
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def error_body(error: exceptions.APIException) -> dict[str, Any]:
+    """The one JSON shape of `error`."""
+    return {key: _printable(value) for key, value in _error_body(error).items()}
+
+
+def _error_body(error: exceptions.APIException) -> dict[str, Any]:
     if isinstance(error, ApiError):
         body: dict[str, Any] = {"code": error.default_code, "detail": str(error.detail)}
         if error.field:
