@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from kolejka.common import SpecError
@@ -77,6 +78,7 @@ class WaitField(serializers.FloatField):
         return min(value, float(settings.MAX_WAIT))
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
 class SpecField(serializers.JSONField, Generic[T]):
     """A value read by a parser of `kolejka.common` (a task, limits, a capacity): `parse(value,
     name)` returns it or raises `SpecError`, whose field becomes this field's path."""

@@ -22,6 +22,8 @@ ERRORS = {
     "503": "the server cannot reach its database; repeat after Retry-After seconds",
     "507": "the caller's quota, or the server's storage, is full",
 }
+# Text without NUL characters and lone surrogates (parsers.StrictJSONParser refuses them).
+TEXT = "^[^\\u0000\\ud800-\\udfff]*$"
 MAX_WAIT_HEADER = {
     "Kolejka-Max-Wait": {
         "description": "the longest long-poll wait this server grants, in seconds",
@@ -86,3 +88,18 @@ class DocumentSchema(OpenApiSerializerExtension):  # type: ignore[no-untyped-cal
             "description": (type(self.target).__doc__ or "").strip() + " (docs/task-format.md)",
             "additionalProperties": True,
         }
+
+
+class StrictSchema(OpenApiSerializerExtension):  # type: ignore[no-untyped-call]
+    """A strict request serializer: its object takes no other keys."""
+
+    target_class = "kolejka.server.grid.fields.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_basic_serializer(self.target, direction)
+        schema["additionalProperties"] = False
+        for field in schema.get("properties", {}).values():
+            if field.get("type") == "string" and not {"pattern", "enum", "format"} & set(field):
+                field["pattern"] = TEXT  # what the strict JSON parser lets through
+        return schema

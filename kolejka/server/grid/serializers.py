@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from .models import Image, Lease, Node, State, Task
@@ -51,6 +52,7 @@ def task_resource(task: Task) -> dict[str, Any]:
     }
 
 
+@extend_schema_serializer(many=False)
 class TaskPageSerializer(serializers.Serializer):
     results = TaskSerializer(many=True)
     next = serializers.CharField(allow_null=True)
@@ -107,6 +109,7 @@ class NodeSerializer(serializers.ModelSerializer):
         )
 
 
+@extend_schema_serializer(many=False)
 class NodePageSerializer(serializers.Serializer):
     results = NodeSerializer(many=True)
 
@@ -144,6 +147,7 @@ class ImageSerializer(serializers.ModelSerializer):
         fields = ("name", "reference", "size")
 
 
+@extend_schema_serializer(many=False)
 class ImagePageSerializer(serializers.Serializer):
     results = ImageSerializer(many=True)
 

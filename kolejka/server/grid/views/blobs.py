@@ -51,7 +51,11 @@ class BlobViewSet(GridViewSet):
         request={"application/octet-stream": {"type": "string", "format": "binary"}},
         parameters=[
             OpenApiParameter(
-                "X-Kolejka-Sha256", str, OpenApiParameter.HEADER, description="expected sha256"
+                "X-Kolejka-Sha256",
+                str,
+                OpenApiParameter.HEADER,
+                description="the sha256 the content must have",
+                pattern="^[0-9a-f]{64}$",
             )
         ],
         responses={200: BlobSerializer, 201: BlobSerializer},
