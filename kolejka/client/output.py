@@ -56,11 +56,6 @@ class Output:
         self.stderr.write(f"kolejka-client: error: {text}\n")
         self.stderr.flush()
 
-    @property
-    def interactive(self) -> bool:
-        """Whether stderr is a terminal a person watches (and we may draw on)."""
-        return not self.quiet and not self.json_mode and self.stderr.isatty()
-
     def progress(self) -> ProgressFactory | None:
         """Progress bars for large transfers, on a terminal only."""
         if not (not self.quiet and self.stderr.isatty()):

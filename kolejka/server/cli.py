@@ -12,6 +12,10 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kolejka.server.settings")
+    try:
+        import django  # noqa: F401
+    except ImportError:
+        sys.exit('kolejka-server: the server is not installed here: pip install "kolejka[server]"')
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 

@@ -13,8 +13,6 @@ import pytest
 from .flows import claim, register, submit, upload
 from .harness import BIN, Server, Template, serve
 
-
-
 # Where a schema-valid request may still be refused: the schema cannot say "a blob that exists",
 # the task format's units and names ("64X" is a string too), or the state of a lease. And the
 # login: schemathesis' coverage phase sends NUL in its strings despite their `pattern`.
@@ -67,8 +65,7 @@ def seeded(
             f'"path.name" = "n1"\n'
             f'"path.lease_id" = "{lease}"\n'
             f'"path.reference" = "{reference}"\n'
-            f'"query.batch" = "{batch["batch"]}"\n'
-            + STATEFUL_RULES
+            f'"query.batch" = "{batch["batch"]}"\n' + STATEFUL_RULES
         )
         yield server, config
 
