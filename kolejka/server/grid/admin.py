@@ -75,7 +75,7 @@ def _each(
                 change(task, timezone.now())
             except APIException as refusal:
                 transaction.set_rollback(True)
-                messages.warning(request, f"{task.key}: {refusal.detail}")
+                messages.warning(request, f"task {task.key}: {refusal.detail}")
                 continue
             moved += 1
     if moved:
