@@ -10,7 +10,7 @@ from rest_framework import serializers
 from .models import Image, Lease, Node, State, Task
 
 
-class TaskSerializer(serializers.Serializer):
+class TaskSerializer(serializers.Serializer[Any]):
     """The task resource, as `task_resource` renders it (this class describes it for the
     schema; rendering by hand is several times faster for lists and batches)."""
 
@@ -53,39 +53,39 @@ def task_resource(task: Task) -> dict[str, Any]:
 
 
 @extend_schema_serializer(many=False)
-class TaskPageSerializer(serializers.Serializer):
+class TaskPageSerializer(serializers.Serializer[Any]):
     results = TaskSerializer(many=True)
     next = serializers.CharField(allow_null=True)
 
 
-class BatchCreatedSerializer(serializers.Serializer):
+class BatchCreatedSerializer(serializers.Serializer[Any]):
     batch = serializers.CharField()
     tasks = TaskSerializer(many=True)
 
 
-class BatchSerializer(serializers.Serializer):
+class BatchSerializer(serializers.Serializer[Any]):
     batch = serializers.CharField()
     total = serializers.IntegerField()
     states = serializers.DictField(child=serializers.IntegerField())
 
 
-class BlobSerializer(serializers.Serializer):
+class BlobSerializer(serializers.Serializer[Any]):
     reference = serializers.CharField()
     size = serializers.IntegerField()
 
 
-class TokenSerializer(serializers.Serializer):
+class TokenSerializer(serializers.Serializer[Any]):
     token = serializers.CharField()
     username = serializers.CharField()
     role = serializers.CharField()
 
 
-class MeSerializer(serializers.Serializer):
+class MeSerializer(serializers.Serializer[Any]):
     username = serializers.CharField()
     role = serializers.CharField()
 
 
-class NodeSerializer(serializers.ModelSerializer):
+class NodeSerializer(serializers.ModelSerializer[Node]):
     running = serializers.SerializerMethodField()
 
     class Meta:
@@ -110,11 +110,11 @@ class NodeSerializer(serializers.ModelSerializer):
 
 
 @extend_schema_serializer(many=False)
-class NodePageSerializer(serializers.Serializer):
+class NodePageSerializer(serializers.Serializer[Any]):
     results = NodeSerializer(many=True)
 
 
-class LeaseSerializer(serializers.ModelSerializer):
+class LeaseSerializer(serializers.ModelSerializer[Lease]):
     ttl = serializers.SerializerMethodField()
 
     class Meta:
@@ -127,18 +127,18 @@ class LeaseSerializer(serializers.ModelSerializer):
         return float(settings.LEASE_TTL)
 
 
-class ClaimSerializer(serializers.Serializer):
+class ClaimSerializer(serializers.Serializer[Any]):
     lease = LeaseSerializer(allow_null=True)
     task = TaskSerializer(allow_null=True)
     drain = serializers.BooleanField(required=False)
 
 
-class HeartbeatSerializer(serializers.Serializer):
+class HeartbeatSerializer(serializers.Serializer[Any]):
     expires = serializers.DateTimeField()
     cancel = serializers.BooleanField()
 
 
-class ImageSerializer(serializers.ModelSerializer):
+class ImageSerializer(serializers.ModelSerializer[Image]):
     reference = serializers.CharField(source="blob_id")
     size = serializers.IntegerField(source="blob.size")
 
@@ -148,17 +148,17 @@ class ImageSerializer(serializers.ModelSerializer):
 
 
 @extend_schema_serializer(many=False)
-class ImagePageSerializer(serializers.Serializer):
+class ImagePageSerializer(serializers.Serializer[Any]):
     results = ImageSerializer(many=True)
 
 
-class StatsSerializer(serializers.Serializer):
+class StatsSerializer(serializers.Serializer[Any]):
     states = serializers.DictField(child=serializers.IntegerField())
     nodes = serializers.DictField(child=serializers.DictField())
     oldest_queued = serializers.DateTimeField(allow_null=True)
 
 
-class ErrorSerializer(serializers.Serializer):
+class ErrorSerializer(serializers.Serializer[Any]):
     """The one error shape; some errors add keys (``state`` for ``not_finished``)."""
 
     code = serializers.CharField(help_text="what kind of error: invalid, not_found, conflict, ...")
