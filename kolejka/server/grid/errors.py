@@ -100,11 +100,6 @@ def known_fault(error: Exception) -> ApiError | None:
     return None
 
 
-def spec_error(error: SpecError, prefix: str) -> Invalid:
-    """`error` from the common format rules, naming its field under `prefix` (``task``)."""
-    return Invalid(str(error), field=f"{prefix}.{error.field}" if prefix else error.field)
-
-
 def _first(detail: Any, path: str) -> tuple[str, str, str]:
     """The first leaf of a DRF error detail: (field path, message, code)."""
     if isinstance(detail, dict):
@@ -158,7 +153,7 @@ def _error_body(error: exceptions.APIException) -> dict[str, Any]:
 def exception_handler(error: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's exception handler: every known error becomes the one JSON shape; others are 500s."""
     if isinstance(error, SpecError):
-        error = spec_error(error, "")
+        error = Invalid(str(error), field=error.field)
     elif isinstance(error, Http404):
         error = NotFound("not found")
     elif isinstance(error, DjangoPermissionDenied):
