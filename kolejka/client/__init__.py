@@ -1,5 +1,7 @@
 """kolejka's client: `KolejkaClient` (the server's HTTP API in Python) and ``kolejka-client``."""
 
+from kolejka.common.states import TaskState
+
 from .blobs import Blob, ProgressBar, ProgressFactory
 from .client import KolejkaClient, TaskCancelled, TaskFailed, WaitTimeout
 from .config import Settings, load_settings
@@ -18,6 +20,7 @@ from .errors import (
     PermissionDenied,
     QuotaExceeded,
     ServerError,
+    StorageFull,
     Throttled,
     TooLarge,
     TransferError,
@@ -33,7 +36,6 @@ from .models import (
     Node,
     QueueStats,
     TaskInfo,
-    TaskState,
 )
 
 __all__ = [
@@ -65,6 +67,7 @@ __all__ = [
     "QuotaExceeded",
     "ServerError",
     "Settings",
+    "StorageFull",
     "TaskCancelled",
     "TaskFailed",
     "TaskInfo",

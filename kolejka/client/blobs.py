@@ -13,6 +13,8 @@ from typing import Protocol
 
 import requests
 
+from kolejka.common.blobs import file_sha256
+
 from .errors import LocalFileError, NotFound, TransferError
 from .transport import Transport
 
@@ -57,13 +59,7 @@ def _bar(progress: ProgressFactory | None, description: str, total: int) -> Prog
 
 def file_digest(path: Path) -> Blob:
     """The reference and size of the file at `path`, read in chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return Blob(digest.hexdigest(), size)
+    return Blob(*file_sha256(path))
 
 
 class _Reader:

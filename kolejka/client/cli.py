@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from kolejka import __version__
 from kolejka.common import SpecError
+from kolejka.common.states import TaskState
 
 from . import commands
 from .errors import AuthenticationFailed, ClientError
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--state",
         action="append",
-        choices=["queued", "assigned", "running", "done", "failed", "cancelled"],
+        choices=[str(state) for state in TaskState],
         help="only tasks in this state (repeat for several)",
     )
     listing.add_argument("--batch", metavar="ID", help="only tasks of this batch")

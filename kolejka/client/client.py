@@ -17,18 +17,18 @@ from typing import Any, ClassVar
 import requests
 
 from kolejka.common import Result, Task, load_task
+from kolejka.common.states import TaskState
 
 from . import blobs, folders
 from .blobs import Blob, ProgressFactory
 from .config import Settings, load_settings
 from .errors import ClientError, ConfigError
 from .exits import CANCELLED, PLATFORM
-from .models import Account, Batch, BatchProgress, QueueStats, TaskInfo, TaskState
+from .models import Account, Batch, BatchProgress, QueueStats, TaskInfo
 from .node_api import NodeApi
-from .transport import Transport
+from .transport import MAX_PAUSE, Transport
 
 PathLike = str | os.PathLike[str]
-MAX_WAIT = 60
 # A server that answers a long-poll at once with no news is asked again after this long.
 POLL_FLOOR = 1.0
 
@@ -252,17 +252,16 @@ class KolejkaClient(NodeApi):
         info = self.task(key)
         yield info
         while not info.state.final:
-            wait = float(MAX_WAIT)
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-                if wait <= 0:
-                    raise WaitTimeout(f"task {key} is still {info.state} after {timeout} s")
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise WaitTimeout(f"task {key} is still {info.state} after {timeout} s")
+            wait = self.transport.long_poll(left)
             asked = time.monotonic()
             answer = self.transport.json(
                 "GET",
                 f"tasks/{key}/",
-                params={"wait": max(1, int(wait)), "state": str(info.state)},
-                timeout=wait + 30,
+                params={"wait": f"{max(1.0, wait):g}", "state": str(info.state)},
+                timeout=wait + MAX_PAUSE,
             )
             news = TaskInfo.from_dict(answer)
             if (news.state, news.node) != (info.state, info.node):

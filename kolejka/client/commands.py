@@ -14,12 +14,13 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from kolejka.common import Result, SpecError, Status
+from kolejka.common.states import TaskState
 
 from .client import KolejkaClient
 from .config import Settings, forget_login, load_settings, store_login
 from .errors import ApiError, AuthenticationFailed, ClientError, Conflict, NotFinished
 from .exits import CANCELLED, INTERRUPTED, PLATFORM, SUCCESS, TASK_FAILURE
-from .models import TaskInfo, TaskState
+from .models import TaskInfo
 from .output import Output, describe_state, table, when
 
 Interrupt = Literal["ask", "cancel", "leave"]

@@ -114,6 +114,12 @@ class QuotaExceeded(ApiError):
     """507: the user's storage quota is used up."""
 
 
+class StorageFull(ApiError):
+    """507 ``insufficient_storage``: the server's disk is full (not the caller's quota)."""
+
+    exit_code: ClassVar[int] = PLATFORM
+
+
 class ServerError(ApiError):
     """5xx: the server failed (after retries)."""
 
@@ -123,6 +129,7 @@ class ServerError(ApiError):
 _BY_CODE: dict[str, type[ApiError]] = {
     "lease_lost": LeaseLost,
     "not_finished": NotFinished,
+    "insufficient_storage": StorageFull,
 }
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequest,

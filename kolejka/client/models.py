@@ -3,30 +3,15 @@ version does not know is not lost (``--json`` prints `raw`)."""
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from kolejka.common import Result, Task
+from kolejka.common.states import TaskState
 
 from .errors import ConnectionFailed
-
-
-class TaskState(enum.StrEnum):
-    """Where a task is in its life; `done`, `failed` and `cancelled` are final."""
-
-    QUEUED = "queued"
-    ASSIGNED = "assigned"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def final(self) -> bool:
-        return self in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED)
 
 
 def _document(data: object, what: str) -> Mapping[str, Any]:

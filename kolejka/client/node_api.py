@@ -22,7 +22,6 @@ from .models import Claim, Heartbeat, Image, Lease, Node, TaskInfo
 from .transport import MAX_PAUSE, Transport
 
 PathLike = str | os.PathLike[str]
-MAX_CLAIM_WAIT = 60
 
 
 def _lease_id(lease: Lease | str) -> str:
@@ -68,9 +67,9 @@ class NodeApi:
         """Take the first queued task that fits `free`, waiting up to `wait` seconds for one.
 
         The answer's `lease` and `task` are `None` when none came; `drain` says to stop
-        claiming. `wait` is capped at 60 s, as the server does.
+        claiming. The server cuts `wait` to its maximum (`Transport.long_poll`).
         """
-        wait = max(0.0, min(float(MAX_CLAIM_WAIT), wait))
+        wait = self.transport.long_poll(wait)
         body = {"free": free.to_dict(), "idle": idle, "wait": wait}
         answer = self.transport.json(
             "POST", f"nodes/{node}/claim/", json=body, safe=False, timeout=wait + MAX_PAUSE

@@ -12,8 +12,10 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from kolejka.common.states import TaskState
+
 from .blobs import ProgressBar, ProgressFactory
-from .models import TaskInfo, TaskState
+from .models import TaskInfo
 
 
 class Output:
@@ -53,11 +55,6 @@ class Output:
         """An error: always shown, one line on stderr prefixed with the program's name."""
         self.stderr.write(f"kolejka-client: error: {text}\n")
         self.stderr.flush()
-
-    @property
-    def interactive(self) -> bool:
-        """Whether stderr is a terminal a person watches (and we may draw on)."""
-        return not self.quiet and not self.json_mode and self.stderr.isatty()
 
     def progress(self) -> ProgressFactory | None:
         """Progress bars for large transfers, on a terminal only."""

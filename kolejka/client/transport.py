@@ -28,6 +28,10 @@ CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 # Longest pause between tries, also when the server asks for a longer one in Retry-After.
 MAX_PAUSE = 30.0
+# Every answer of the server says its longest long-poll wait in this header.
+MAX_WAIT_HEADER = "Kolejka-Max-Wait"
+# What a long-poll asks for "as long as you allow" before the server has said its maximum.
+UNBOUNDED = 3600.0
 
 Body = bytes | IO[bytes] | Iterable[bytes] | None
 
@@ -55,6 +59,8 @@ class Transport:
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = f"kolejka-client/{__version__}"
         self.token: str | None = None
+        # The server's longest long-poll wait, as its last answer said (`None`: not heard yet).
+        self.max_wait: float | None = None
         # Called to get a fresh token when there is none or the server refused it (401).
         self.authenticate: Callable[[], str] | None = None
 
@@ -124,6 +130,7 @@ class Transport:
                 close = getattr(data, "close", None)
                 if callable(close):
                     close()
+            self._note_limits(response)
             status = response.status_code
             if status < 400:
                 return response
@@ -143,6 +150,24 @@ class Transport:
                 self.token = None
                 continue
             raise refusal
+
+    def long_poll(self, wanted: float | None) -> float:
+        """The wait to ask a long-poll for: `wanted` seconds (`None`: as long as the server
+        allows), cut to the server's maximum once an answer has said it. The server cuts a
+        longer wait itself, so asking too much only costs a longer read timeout."""
+        asked = UNBOUNDED if wanted is None else max(0.0, wanted)
+        return min(asked, self.max_wait) if self.max_wait is not None else asked
+
+    def _note_limits(self, response: requests.Response) -> None:
+        given = response.headers.get(MAX_WAIT_HEADER)
+        if given is None:
+            return
+        try:
+            value = float(given)
+        except ValueError:
+            return
+        if value >= 0 and value == value and value != float("inf"):
+            self.max_wait = value
 
     def json(self, method: str, path: str, **options: Any) -> Any:
         """`request`, then the answer's JSON document (`None` for an empty answer)."""

@@ -15,6 +15,7 @@ from .result import (
     load_result,
     save_result,
 )
+from .states import TaskState
 from .task import Collect, FileSpec, Task, check_task_files, load_task, save_task
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Stats",
     "Status",
     "Task",
+    "TaskState",
     "check_name",
     "check_task_files",
     "load_result",

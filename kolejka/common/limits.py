@@ -69,6 +69,10 @@ _DUMPERS: dict[str, Callable[[Any], Any]] = {
     "cpu_time": format_time,
 }
 
+# The limits an observer session enforces (cgroup accounting and the watchdog); the others are
+# the worker's (docker options, disk quotas) or placement's.
+SESSION_LIMITS = frozenset({"cpus", "memory", "swap", "pids", "time", "cpu_time"})
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -125,6 +129,10 @@ class Limits:
             if getattr(self, item.name) is None
         }
         return dataclasses.replace(self, **changes)
+
+    def session_part(self) -> Limits:
+        """The part of these limits a cgroup session enforces (`SESSION_LIMITS`)."""
+        return Limits(**{name: getattr(self, name) for name in SESSION_LIMITS})
 
     def tightened(self, maxima: Limits) -> Limits:
         """Return the field-wise minimum of these limits and `maxima` (unset = unlimited).

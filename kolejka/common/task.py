@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .blobs import check_reference
 from .errors import SpecError
 from .jsonfile import read_json, write_json
 from .limits import Limits
@@ -46,10 +47,7 @@ class FileSpec:
             raise SpecError(field, value, 'must have exactly one of "path" or "reference"')
         if path is not None:
             return cls(path=check_name(path, f"{field}.path", reserved=False))
-        reference = parse_str(reference, f"{field}.reference")
-        if not reference or "/" in reference:
-            raise SpecError(f"{field}.reference", reference, "is not a blob reference")
-        return cls(reference=reference)
+        return cls(reference=check_reference(reference, f"{field}.reference"))
 
     def to_dict(self) -> dict[str, str]:
         return {"path": self.path} if self.path is not None else {"reference": str(self.reference)}
@@ -104,14 +102,14 @@ def _str_list(value: object, field: str, *, allow_numbers: bool = False) -> tupl
     return tuple(items)
 
 
-def _environment(value: object) -> dict[str, str]:
+def _environment(value: object, *, strict: bool) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise SpecError("environment", value, "must be an object of names and values")
     result = {}
     for name, item in value.items():
         if not _ENV_NAME.match(name):
             raise SpecError(f"environment.{name}", name, "is not a valid variable name")
-        if isinstance(item, int | float) and not isinstance(item, bool):
+        if isinstance(item, int | float) and not isinstance(item, bool) and not strict:
             item = str(item)
         text = parse_str(item, f"environment.{name}")
         if "\x00" in text:
@@ -175,8 +173,13 @@ class Task:
     )
 
     @classmethod
-    def from_dict(cls, data: object) -> Task:
-        """Parse a task object; raise `SpecError` naming the first invalid field."""
+    def from_dict(cls, data: object, *, strict: bool = False) -> Task:
+        """Parse a task object; raise `SpecError` naming the first invalid field.
+
+        Numbers as environment values are written as strings, as the original kolejka read its
+        task folders; `strict` refuses them instead (the server's API: a JSON number there is a
+        mistake, and ``1e2`` would silently become ``"100.0"``).
+        """
         if not isinstance(data, Mapping):
             raise SpecError("task", data, "must be a JSON object")
         data = _normalise_legacy(data)
@@ -212,7 +215,7 @@ class Task:
             requires=_str_list(data.get("requires", []), "requires"),
             exclusive=parse_bool(exclusive, "exclusive") if exclusive is not None else None,
             limits=Limits.from_dict(data.get("limits") or {}),
-            environment=_environment(data.get("environment", {})),
+            environment=_environment(data.get("environment", {}), strict=strict),
             stdin=names["stdin"],
             stdout=names["stdout"],
             stderr=names["stderr"],

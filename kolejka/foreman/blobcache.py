@@ -6,31 +6,20 @@ linked into each task folder. The least recently used entries go first when the 
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from kolejka.common import KolejkaError
-
-_REFERENCE = re.compile(r"^[0-9a-f]{64}$")
+from kolejka.common.blobs import file_sha256, is_reference
 
 Download = Callable[[str, Path], object]
 
 
 class BlobMismatchError(KolejkaError):
     """A downloaded blob does not hash to its reference; it was thrown away."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class BlobCache:
@@ -42,7 +31,7 @@ class BlobCache:
         (root / "tmp").mkdir(parents=True, exist_ok=True)
 
     def _path(self, reference: str) -> Path:
-        if not _REFERENCE.match(reference):
+        if not is_reference(reference):
             raise KolejkaError(f"not a blob reference: {reference!r}")
         return self.root / reference[:2] / reference
 
@@ -57,7 +46,7 @@ class BlobCache:
         temporary = Path(name)
         try:
             download(reference, temporary)
-            actual = sha256_of(temporary)
+            actual, _ = file_sha256(temporary)
             if actual != reference:
                 raise BlobMismatchError(f"blob {reference} arrived with hash {actual}")
             temporary.chmod(0o444)

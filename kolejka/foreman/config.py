@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from kolejka.client.config import Settings
 from kolejka.common import Capacity, Limits, SpecError
-from kolejka.common.units import parse_int, parse_memory, parse_time
+from kolejka.common.units import parse_bool, parse_int, parse_memory, parse_time
 
 from .hardware import Gpu, detect_capacity
 
@@ -63,11 +63,7 @@ def _text(value: str, field: str) -> str:
 
 
 def _flag(value: str, field: str) -> bool:
-    if value.strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.strip().lower() in ("0", "false", "no", "off", ""):
-        return False
-    raise SpecError(field, value, "must be true or false")
+    return parse_bool(value, field) if value.strip() else False
 
 
 def _counts(text: str, field: str) -> dict[str, int]:

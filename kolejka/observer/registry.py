@@ -139,12 +139,6 @@ class Registry:
             return None
         return session
 
-    def get(self, session_id: str) -> Session | None:
-        """The open session with this id, without a secret: only for a caller the session's own
-        socket already identified."""
-        with self._lock:
-            return self._open.get(session_id)
-
     def final(
         self, session_id: str, secret: str | None, within: Session | None = None
     ) -> Report | None:

@@ -30,6 +30,7 @@ from typing import Any
 
 from kolejka import __version__
 from kolejka.common import KolejkaError, Limits, SpecError
+from kolejka.common.limits import SESSION_LIMITS
 
 from . import legacy
 from .cgroups import CgroupError, Hierarchy, group_of
@@ -42,7 +43,6 @@ MAX_CONNECTIONS = 256
 MAX_SESSION_CONNECTIONS = 16
 REQUEST_TIMEOUT = 5.0
 MAX_BODY = 64 * 1024
-SESSION_LIMITS = frozenset({"cpus", "memory", "swap", "pids", "time", "cpu_time"})
 _PATH = re.compile(r"^/sessions/([0-9a-f]{1,64})(?:/(attach|kill|close))?$")
 
 

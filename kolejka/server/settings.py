@@ -3,21 +3,27 @@
 Every value comes from a ``KOLEJKA_*`` variable (or ``DATABASE_URL``) through a typed helper
 that refuses a bad value with a message naming the variable, so a typo stops the server at
 start-up instead of silently falling back to a default. With nothing set, the server runs on
-SQLite (WAL) and a local blob store in ``KOLEJKA_DATA``, with a secret key generated on first
-run and kept there. ``docs/operations.md`` lists every variable.
+SQLite (WAL) and a local blob store in ``KOLEJKA_DATA``. Importing this module reads the
+environment and files, and writes nothing: the data folder's secret key is made by ``migrate``
+and ``serve`` (`secret.ensure_key`). ``docs/operations.md`` lists every variable.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from kolejka.common.errors import SpecError
-from kolejka.common.units import parse_memory, parse_time
+from kolejka.common.units import parse_bool, parse_memory, parse_time
+
+from .secret import secret_key
+
+# Django's generic classes (ModelAdmin, ...) take type arguments at run time, as in their stubs.
+django_stubs_ext.monkeypatch()
 
 
 def env_str(name: str, default: str) -> str:
@@ -28,11 +34,10 @@ def env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     if value is None or value == "":
         return default
-    if value.strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.strip().lower() in ("0", "false", "no", "off"):
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false (got {value!r})")
+    try:
+        return parse_bool(value, name)
+    except SpecError as error:
+        raise ImproperlyConfigured(str(error)) from None
 
 
 def env_int(name: str, default: int, *, minimum: int = 0) -> int:
@@ -81,7 +86,8 @@ def database_from_url(url: str, data: Path) -> dict[str, object]:
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
             # A pool, so that long-polls hand their connection back while they sleep.
-            "OPTIONS": {"pool": {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 30}} | options,
+            "OPTIONS": {"pool": {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": DB_WAIT}}
+            | options,
         }
     if parts.scheme == "sqlite":
         path = unquote(parts.path) if parts.path not in ("", "/") else str(data / "kolejka.db")
@@ -109,28 +115,6 @@ def sqlite_database(path: Path) -> dict[str, object]:
     }
 
 
-def secret_key(data: Path) -> str:
-    """``KOLEJKA_SECRET_KEY``, else the key kept in the data folder, made on first run."""
-    given = os.environ.get("KOLEJKA_SECRET_KEY")
-    if given:
-        return given
-    path = data / "secret_key"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    data.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(50)
-    # O_EXCL: when two processes start at once, one writes and both read the same key.
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(key + "\n")
-    return key
-
-
 def default_data() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
     return Path(base) / "kolejka-server"
@@ -139,8 +123,10 @@ def default_data() -> Path:
 DATA = Path(env_str("KOLEJKA_DATA", str(default_data()))).absolute()
 BLOB_ROOT = DATA / "blobs"
 DB_POOL_SIZE = env_int("KOLEJKA_DB_POOL_SIZE", 16, minimum=2)
+# How long a request waits for a PostgreSQL connection before it answers 503 (Retry-After).
+DB_WAIT = env_seconds("KOLEJKA_DB_WAIT", "30s")
 
-SECRET_KEY = secret_key(DATA)
+SECRET_KEY, SECRET_KEY_SOURCE = secret_key(DATA)
 DEBUG = env_bool("KOLEJKA_DEBUG", False)
 ALLOWED_HOSTS = env_list("KOLEJKA_ALLOWED_HOSTS", "*")
 CSRF_TRUSTED_ORIGINS = env_list("KOLEJKA_CSRF_TRUSTED_ORIGINS", "")
@@ -178,6 +164,7 @@ INSTALLED_APPS = [
     "kolejka.server.grid",
 ]
 MIDDLEWARE = [
+    "kolejka.server.grid.errors.KnownFaults",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -220,7 +207,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["kolejka.server.grid.parsers.StrictJSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "kolejka.server.grid.parsers.JsonAlways",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "kolejka.server.grid.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,

@@ -1,6 +1,10 @@
+from typing import cast
+
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
+from rest_framework import routers
+from rest_framework.negotiation import DefaultContentNegotiation
 
 from .grid.views import auth, blobs, nodes, stats, tasks
 
@@ -9,30 +13,39 @@ handler403 = "kolejka.server.grid.errors.permission_denied"
 handler404 = "kolejka.server.grid.errors.page_not_found"
 handler500 = "kolejka.server.grid.errors.server_error"
 
+
+# DRF's list route (``prefix/``): GET list, POST create.
+_LIST = cast(routers.Route, routers.SimpleRouter.routes[0])
+
+
+class Router(routers.SimpleRouter):
+    """DRF's router, plus ``PUT`` on a collection (the viewset's `upsert`) for resources named
+    by a field of their body: ``PUT images/ {"name": ..., "reference": ...}``."""
+
+    routes = [  # noqa: RUF012  (DRF's own attribute)
+        _LIST._replace(mapping={**_LIST.mapping, "put": "upsert"}),
+        *routers.SimpleRouter.routes[1:],
+    ]
+
+
+router = Router()
+router.register("auth", auth.AuthViewSet, basename="auth")
+router.register("blobs", blobs.BlobViewSet, basename="blobs")
+router.register("tasks", tasks.TaskViewSet, basename="tasks")
+router.register("batches", tasks.BatchViewSet, basename="batches")
+router.register("nodes", nodes.NodeViewSet, basename="nodes")
+router.register("leases", nodes.LeaseViewSet, basename="leases")
+router.register("images", stats.ImageViewSet, basename="images")
+router.register("queue", stats.QueueViewSet, basename="queue")
+
 API = "api/v1/"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path(API + "schema/", SpectacularAPIView.as_view(), name="schema"),
-    path(API + "auth/token/", auth.TokenView.as_view()),
-    path(API + "auth/me/", auth.MeView.as_view()),
-    path(API + "blobs/", blobs.BlobUploadView.as_view()),
-    path(API + "blobs/<str:reference>/", blobs.BlobView.as_view()),
-    path(API + "tasks/", tasks.TaskListView.as_view()),
-    path(API + "tasks/batch/", tasks.BatchSubmitView.as_view()),
-    path(API + "tasks/<str:key>/", tasks.TaskView.as_view()),
-    path(API + "tasks/<str:key>/cancel/", tasks.TaskCancelView.as_view()),
-    path(API + "tasks/<str:key>/retry/", tasks.TaskRetryView.as_view()),
-    path(API + "tasks/<str:key>/result/", tasks.TaskResultView.as_view()),
-    path(API + "batches/<str:key>/", tasks.BatchView.as_view()),
-    path(API + "nodes/", nodes.NodeListView.as_view()),
-    path(API + "nodes/<str:name>/", nodes.NodeView.as_view()),
-    path(API + "nodes/<str:name>/drain/", nodes.NodeDrainView.as_view()),
-    path(API + "nodes/<str:name>/claim/", nodes.NodeClaimView.as_view()),
-    path(API + "leases/<str:lease_id>/heartbeat/", nodes.LeaseHeartbeatView.as_view()),
-    path(API + "leases/<str:lease_id>/result/", nodes.LeaseResultView.as_view()),
-    path(API + "leases/<str:lease_id>/fail/", nodes.LeaseFailView.as_view()),
-    path(API + "leases/<str:lease_id>/release/", nodes.LeaseReleaseView.as_view()),
-    path(API + "images/", stats.ImagesView.as_view()),
-    path(API + "queue/stats/", stats.QueueStatsView.as_view()),
+    path(
+        API + "schema/",
+        SpectacularAPIView.as_view(content_negotiation_class=DefaultContentNegotiation),
+        name="schema",
+    ),
+    path(API, include(router.urls)),
 ]

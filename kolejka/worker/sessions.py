@@ -25,24 +25,12 @@ def _hierarchy() -> Hierarchy:
     return Hierarchy.discover()
 
 
-def session_limits(limits: Limits) -> Limits:
-    """The part of a task's limits a session enforces."""
-    return Limits(
-        cpus=limits.cpus,
-        memory=limits.memory,
-        swap=limits.swap,
-        pids=limits.pids,
-        time=limits.time,
-        cpu_time=limits.cpu_time,
-    )
-
-
 def open_session(
     config: WorkerConfig, limits: Limits, cores: tuple[int, ...], uid: int
 ) -> tuple[SessionHandle, str | None]:
     """Open the session of one task pinned to `cores`; return it and, with an observer, the path
     of the session's own socket (to mount into the container; connections need uid `uid`)."""
-    wanted = session_limits(limits)
+    wanted = limits.session_part()
     if config.observer:
         from kolejka.observer.client import ObserverClient
 

@@ -124,10 +124,6 @@ class Workspace:
         info = os.statvfs(self.root)
         return info.f_blocks * info.f_frsize
 
-    def used(self) -> int:
-        info = os.statvfs(self.root)
-        return (info.f_blocks - info.f_bfree) * info.f_frsize
-
     def remove(self) -> None:
         """Unmount the tmpfs and remove its mount point. Idempotent."""
         if not self.root.exists():

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ USERS = {
     "gina": "foreman",
     "ivan": "inspector",
     "ada": "admin",
+    "dora": "client",  # disabled
+    "rita": "client",  # her token was revoked
 }
 PASSWORD = "correct horse battery staple"
 MAKE_USERS = """
@@ -37,9 +39,11 @@ users, password = json.load(sys.stdin)
 tokens = {}
 for name, role in users.items():
     user = User(username=name, role=role, is_staff=role == "admin", is_superuser=role == "admin")
+    user.is_active = name != "dora"
     user.set_password(password)
     user.save()
     tokens[name] = Token.objects.create(user=user).key
+Token.objects.filter(user__username="rita").delete()
 print(json.dumps(tokens))
 """
 RUN = secrets.token_hex(4)
@@ -153,7 +157,7 @@ class Server:
         self.data = data
         self.env = env
         self.url = url
-        self.tokens = tokens
+        self.tokens = dict(tokens)
 
     def api(self, user: str | None) -> Api:
         return Api(self.url + "/api/v1/", self.tokens[user] if user else None)
@@ -188,11 +192,20 @@ def wait_until_up(
 
 @contextmanager
 def serve(
-    template: Template, data: Path, *, workers: int = 2, threads: int = 16, **settings: str
+    template: Template,
+    data: Path,
+    *,
+    workers: int = 2,
+    threads: int = 16,
+    through: Callable[[str], str] | None = None,
+    **settings: str,
 ) -> Iterator[Server]:
-    """A production server (gunicorn) on a fresh copy of `template`, with extra `settings`."""
+    """A production server (gunicorn) on a fresh copy of `template`, with extra `settings`;
+    `through` maps its database URL (to reach PostgreSQL through a proxy)."""
     database = template.copy(data)
     env = base_env(data, database, **settings)
+    if through is not None:
+        env["DATABASE_URL"] = through(env["DATABASE_URL"])
     sock = listening_socket()
     port = sock.getsockname()[1]
     log = data / "server.log"

@@ -61,7 +61,8 @@ def test_it_refuses_bad_claims_and_waits(shared: Server):
     fred, alice = shared.api("fred"), shared.api("alice")
     assert fred.put("nodes/n1/", json={}).status_code == 200
     for body, field in (
-        ({"wait": 61}, "wait"),
+        ({"wait": -1}, "wait"),
+        ({"wait": True}, "wait"),
         ({"wait": "soon"}, "wait"),
         ({"idle": "yes"}, "idle"),
         ({"free": {"cpus": -1}}, "free.cpus"),

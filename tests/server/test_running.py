@@ -68,6 +68,7 @@ def test_it_refuses_a_bad_setting_naming_the_variable(tmp_path: Path):
 
 def test_it_passes_the_deploy_check_with_production_settings(tmp_path: Path):
     env = base_env(tmp_path / "data", None, KOLEJKA_HTTPS="true")
+    manage(env, "migrate", "--no-input")
     done = manage(env, "check", "--deploy", "--fail-level", "WARNING")
     assert "no issues" in done.stdout
 
@@ -76,5 +77,30 @@ def test_it_never_ships_a_secret_key(tmp_path: Path):
     first = base_env(tmp_path / "one", None)
     second = base_env(tmp_path / "two", None)
     for env in (first, second):
-        manage(env, "check")
+        manage(env, "migrate", "--no-input")
     assert (tmp_path / "one/secret_key").read_text() != (tmp_path / "two/secret_key").read_text()
+
+
+def test_it_writes_no_file_when_its_settings_are_read(tmp_path: Path):
+    env = base_env(tmp_path / "data", None)
+    done = manage(env, "check", check=False)
+    assert done.returncode != 0 and "kolejka.E002" in done.stderr
+    assert "KOLEJKA_SECRET_KEY_FILE" in done.stderr and "kolejka-server migrate" in done.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_it_shares_one_key_file_between_servers_and_names_a_missing_one(tmp_path: Path):
+    key = tmp_path / "grid-key"
+    key.write_text("k" * 64 + "\n")
+    for data in ("one", "two"):
+        env = base_env(tmp_path / data, None, KOLEJKA_SECRET_KEY_FILE=str(key))
+        manage(env, "migrate", "--no-input")
+        shown = manage(
+            env, "shell", "-c", "from django.conf import settings; print(settings.SECRET_KEY)"
+        )
+        assert shown.stdout.strip().splitlines()[-1] == "k" * 64
+        assert not (tmp_path / data / "secret_key").exists()
+    env = base_env(tmp_path / "three", None, KOLEJKA_SECRET_KEY_FILE=str(tmp_path / "nowhere"))
+    done = manage(env, "check", check=False)
+    assert done.returncode != 0 and "KOLEJKA_SECRET_KEY_FILE" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -42,7 +42,8 @@ def test_it_reads_the_legacy_task_form(server: Server):
         ({"task": spec(), "priority": "high"}, "priority"),
         ({"task": spec(), "colour": "red"}, "colour"),
         ({"priority": 0}, "task"),
-        ({"task": "kolejka_task.json"}, "task.task"),
+        ({"task": "kolejka_task.json"}, "task"),
+        ({"task": spec(environment={"N": 5})}, "task.environment.N"),
     ],
 )
 def test_it_refuses_an_invalid_task_naming_the_field(shared: Server, body, field):

@@ -19,6 +19,8 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
+from kolejka.common.blobs import is_reference
+
 from . import blobstore
 from .blobstore import Received
 from .errors import QuotaExceeded
@@ -59,7 +61,7 @@ def readable(user: User, references: Iterable[str]) -> set[str]:
 
 
 def readable_blob(user: User, reference: str) -> Blob | None:
-    if not blobstore.is_reference(reference) or not readable(user, [reference]):
+    if not is_reference(reference) or not readable(user, [reference]):
         return None
     return Blob.objects.filter(reference=reference).first()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +21,6 @@ from django.conf import settings
 from .errors import Invalid, TooLarge
 
 CHUNK = 1024 * 1024
-REFERENCE = re.compile(r"^[0-9a-f]{64}$")
 
 
 class Readable(Protocol):
@@ -44,10 +42,6 @@ def root() -> Path:
 
 def path_of(reference: str) -> Path:
     return root() / reference[:2] / reference[2:4] / reference
-
-
-def is_reference(value: object) -> bool:
-    return isinstance(value, str) and REFERENCE.match(value) is not None
 
 
 def refuse_oversize(length: int | None, cap: int) -> None:

@@ -6,12 +6,14 @@ import os
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
+
+from kolejka.server.secret import ENV, FILE_ENV
 
 
 @register()
-def data_folder(app_configs: Any, **kwargs: Any) -> list[Error | Warning]:
-    problems: list[Error | Warning] = []
+def data_folder(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    problems: list[CheckMessage] = []
     data = settings.DATA
     if not data.exists():
         return problems
@@ -33,3 +35,32 @@ def data_folder(app_configs: Any, **kwargs: Any) -> list[Error | Warning]:
             )
         )
     return problems
+
+
+@register()
+def secret_key(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    if settings.SECRET_KEY_SOURCE:
+        return []
+    return [
+        Error(
+            "the server has no secret key",
+            hint=f"set {ENV} or {FILE_ENV}, or run `kolejka-server migrate`, which makes one in "
+            f"{settings.DATA}",
+            id="kolejka.E002",
+        )
+    ]
+
+
+@register(deploy=True)
+def shared_secret_key(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    shared = str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql")
+    if not shared or settings.SECRET_KEY_SOURCE != "data":
+        return []
+    return [
+        Warning(
+            "the secret key is this machine's own (KOLEJKA_DATA/secret_key), but the database "
+            "may be shared by servers on other machines",
+            hint=f"give every server of the grid the same key: {ENV} or {FILE_ENV}",
+            id="kolejka.W002",
+        )
+    ]

@@ -1,12 +1,21 @@
-"""The API's one error shape, ``{"code", "detail", "field"}``, for every 4xx it answers."""
+"""The API's one error shape, ``{"code", "detail", "field"}``, for every error it answers.
+
+Known faults of the machine answer in that shape too instead of a 500: a database that cannot be
+reached is 503 ``unavailable`` with ``Retry-After`` (clients wait and repeat), a full disk under
+the blob store is 507 ``insufficient_storage``, and a value the database refuses is 400.
+"""
 
 from __future__ import annotations
 
+import errno
+import logging
+from collections.abc import Callable
 from typing import Any
 
+from django import db
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -60,9 +69,35 @@ class QuotaExceeded(ApiError):
     default_code = "quota_exceeded"
 
 
-def spec_error(error: SpecError, prefix: str) -> Invalid:
-    """`error` from the common format rules, naming its field under `prefix` (``task``)."""
-    return Invalid(str(error), field=f"{prefix}.{error.field}" if prefix else error.field)
+class StorageFull(ApiError):
+    status_code = status.HTTP_507_INSUFFICIENT_STORAGE
+    default_code = "insufficient_storage"
+
+
+class Unavailable(ApiError):
+    """The server cannot serve now (its database is unreachable); `wait` is ``Retry-After``."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "unavailable"
+    wait = 2
+
+
+log = logging.getLogger(__name__)
+
+
+def known_fault(error: Exception) -> ApiError | None:
+    """The API error for a fault of the machine that is not a bug, or `None`."""
+    if isinstance(error, db.DataError):
+        return Invalid(f"the database refused a value of the request: {str(error)[:200]}")
+    if isinstance(error, db.OperationalError | db.InterfaceError):
+        log.warning("the database is unreachable: %s", error)
+        return Unavailable("the server cannot reach its database; try again in a moment")
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        log.error("the server's storage is full: %s", error)
+        return StorageFull(
+            "the server's storage is full; try again later, or ask its operator to free space"
+        )
+    return None
 
 
 def _first(detail: Any, path: str) -> tuple[str, str, str]:
@@ -71,6 +106,8 @@ def _first(detail: Any, path: str) -> tuple[str, str, str]:
         key, value = next(iter(detail.items()))
         if key == "non_field_errors":
             return _first(value, path)
+        if isinstance(key, int):  # an item of a list (DRF's ListSerializer keys them by index)
+            return _first(value, f"{path}[{key}]")
         return _first(value, f"{path}.{key}" if path else str(key))
     if isinstance(detail, list):
         for index, item in enumerate(detail):
@@ -81,7 +118,20 @@ def _first(detail: Any, path: str) -> tuple[str, str, str]:
     return path, str(detail), getattr(detail, "code", None) or "invalid"
 
 
+def _printable(value: Any) -> Any:
+    """`value` safe to write as UTF-8 JSON: a lone surrogate (or a NUL) that came with the
+    request is shown escaped instead of breaking the answer that names it."""
+    if not isinstance(value, str):
+        return value
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def error_body(error: exceptions.APIException) -> dict[str, Any]:
+    """The one JSON shape of `error`."""
+    return {key: _printable(value) for key, value in _error_body(error).items()}
+
+
+def _error_body(error: exceptions.APIException) -> dict[str, Any]:
     if isinstance(error, ApiError):
         body: dict[str, Any] = {"code": error.default_code, "detail": str(error.detail)}
         if error.field:
@@ -103,7 +153,7 @@ def error_body(error: exceptions.APIException) -> dict[str, Any]:
 def exception_handler(error: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's exception handler: every known error becomes the one JSON shape; others are 500s."""
     if isinstance(error, SpecError):
-        error = spec_error(error, "")
+        error = Invalid(str(error), field=error.field)
     elif isinstance(error, Http404):
         error = NotFound("not found")
     elif isinstance(error, DjangoPermissionDenied):
@@ -112,6 +162,7 @@ def exception_handler(error: Exception, context: dict[str, Any]) -> Response | N
         error = TooLarge("the request body is too large; send files as blobs")
     elif isinstance(error, SuspiciousOperation):
         error = Invalid(str(error) or "bad request")
+    error = known_fault(error) or error
     if not isinstance(error, exceptions.APIException):
         return None
     headers: dict[str, str] = {}
@@ -144,6 +195,26 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return _json_error("not_found", f"no such URL: {request.path}", 404)
+
+
+class KnownFaults:
+    """Middleware: the known faults of requests outside the API's views (the admin site) in the
+    one shape as well."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        fault = known_fault(exception)
+        if fault is None:
+            return None
+        response = JsonResponse(error_body(fault), status=fault.status_code)
+        if isinstance(fault, Unavailable):
+            response["Retry-After"] = str(fault.wait)
+        return response
 
 
 def server_error(request: HttpRequest) -> JsonResponse:

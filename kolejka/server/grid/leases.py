@@ -16,10 +16,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from kolejka.common import Result, SpecError
+from kolejka.common import Result
 
-from . import blobs, blobstore, callbacks, transitions, wakeup
-from .errors import Conflict, Invalid, LeaseLost, NotFound, spec_error
+from . import blobs, callbacks, transitions, wakeup
+from .errors import Conflict, Invalid, LeaseLost, NotFound
 from .models import ACTIVE, Lease, Node, Outcome, State, Task, TaskFile, User, Wakeup
 
 log = logging.getLogger(__name__)
@@ -89,15 +89,11 @@ def heartbeat(lease: Lease, running: bool) -> Beat:
     return Beat(expires, cancel=False)
 
 
-def accept_result(lease: Lease, user: User, data: object) -> Task:
-    """Accept the result of `lease`'s task, once, from the current lease only."""
-    try:
-        result = Result.from_dict(data)
-    except SpecError as error:
-        raise spec_error(error, "") from None
+def accept_result(lease: Lease, user: User, result: Result) -> Task:
+    """Accept `result` for `lease`'s task, once, from the current lease only."""
     references = {}
     for name, file in result.files.items():
-        if file.reference is None or not blobstore.is_reference(file.reference):
+        if file.reference is None:
             raise Invalid(
                 f"files.{name}: a result names its files by the reference of a blob you uploaded",
                 field=f"files.{name}.reference",

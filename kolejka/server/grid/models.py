@@ -10,6 +10,8 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
 
+from kolejka.common.states import TaskState
+
 
 class Role(models.TextChoices):
     CLIENT = "client"
@@ -102,17 +104,11 @@ class Batch(models.Model):
         return self.key
 
 
-class State(models.TextChoices):
-    QUEUED = "queued"
-    ASSIGNED = "assigned"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-ACTIVE = (State.ASSIGNED, State.RUNNING)
-FINISHED = (State.DONE, State.FAILED, State.CANCELLED)
+# The states are the API's, from kolejka.common; the labels are the admin's.
+State = TaskState
+STATE_CHOICES = [(str(state), state.name.capitalize()) for state in TaskState]
+ACTIVE = tuple(state for state in TaskState if state.active)
+FINISHED = tuple(state for state in TaskState if state.final)
 
 
 class Task(models.Model):
@@ -122,7 +118,7 @@ class Task(models.Model):
 
     key = models.CharField(max_length=32, unique=True, default=new_task_key)
     owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="tasks")
-    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    state = models.CharField(max_length=16, choices=STATE_CHOICES, default=State.QUEUED)
     priority = models.IntegerField(default=0)
     batch = models.ForeignKey(
         Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"

@@ -1,21 +1,22 @@
-"""What the API answers, field by field; the request shapes documented in the schema."""
+"""What the API answers, field by field (the requests it takes are in `inputs`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from .models import Image, Lease, Node, State, Task
 
 
-class TaskSerializer(serializers.Serializer):
+class TaskSerializer(serializers.Serializer[Any]):
     """The task resource, as `task_resource` renders it (this class describes it for the
     schema; rendering by hand is several times faster for lists and batches)."""
 
     key = serializers.CharField()
     owner = serializers.CharField()
-    state = serializers.ChoiceField(choices=State.choices)
+    state = serializers.ChoiceField(choices=[str(state) for state in State])
     priority = serializers.IntegerField()
     batch = serializers.CharField(allow_null=True)
     attempts = serializers.IntegerField()
@@ -51,68 +52,40 @@ def task_resource(task: Task) -> dict[str, Any]:
     }
 
 
-class TaskPageSerializer(serializers.Serializer):
+@extend_schema_serializer(many=False)
+class TaskPageSerializer(serializers.Serializer[Any]):
     results = TaskSerializer(many=True)
     next = serializers.CharField(allow_null=True)
 
 
-class SubmitSerializer(serializers.Serializer):
-    task = serializers.JSONField(help_text="kolejka_task.json, files as blob references")
-    priority = serializers.IntegerField(required=False, default=0)
-
-
-class BatchSubmitSerializer(serializers.Serializer):
-    tasks = SubmitSerializer(many=True)
-
-
-class BatchCreatedSerializer(serializers.Serializer):
+class BatchCreatedSerializer(serializers.Serializer[Any]):
     batch = serializers.CharField()
     tasks = TaskSerializer(many=True)
 
 
-class BatchSerializer(serializers.Serializer):
+class BatchSerializer(serializers.Serializer[Any]):
     batch = serializers.CharField()
     total = serializers.IntegerField()
     states = serializers.DictField(child=serializers.IntegerField())
 
 
-class BlobSerializer(serializers.Serializer):
+class BlobSerializer(serializers.Serializer[Any]):
     reference = serializers.CharField()
     size = serializers.IntegerField()
 
 
-class TokenRequestSerializer(serializers.Serializer):
-    username = serializers.CharField()
-    password = serializers.CharField()
-
-
-class TokenSerializer(serializers.Serializer):
+class TokenSerializer(serializers.Serializer[Any]):
     token = serializers.CharField()
     username = serializers.CharField()
     role = serializers.CharField()
 
 
-class MeSerializer(serializers.Serializer):
+class MeSerializer(serializers.Serializer[Any]):
     username = serializers.CharField()
     role = serializers.CharField()
 
 
-class CapacitySerializer(serializers.Serializer):
-    cpus = serializers.IntegerField(required=False)
-    memory = serializers.JSONField(required=False, help_text="a size: bytes or 16G")
-    gpus = serializers.IntegerField(required=False)
-    workspace = serializers.JSONField(required=False, help_text="a size: bytes or 100G")
-    resources = serializers.DictField(child=serializers.IntegerField(), required=False)
-
-
-class NodeRequestSerializer(serializers.Serializer):
-    capacity = CapacitySerializer(required=False)
-    tags = serializers.ListField(child=serializers.CharField(), required=False)
-    defaults = serializers.JSONField(required=False, help_text="limits, as in kolejka_task.json")
-    slots = serializers.IntegerField(required=False, min_value=1)
-
-
-class NodeSerializer(serializers.ModelSerializer):
+class NodeSerializer(serializers.ModelSerializer[Node]):
     running = serializers.SerializerMethodField()
 
     class Meta:
@@ -136,21 +109,12 @@ class NodeSerializer(serializers.ModelSerializer):
         )
 
 
-class NodePageSerializer(serializers.Serializer):
+@extend_schema_serializer(many=False)
+class NodePageSerializer(serializers.Serializer[Any]):
     results = NodeSerializer(many=True)
 
 
-class DrainSerializer(serializers.Serializer):
-    drain = serializers.BooleanField()
-
-
-class ClaimRequestSerializer(serializers.Serializer):
-    free = CapacitySerializer(required=False)
-    idle = serializers.BooleanField(required=False)
-    wait = serializers.FloatField(required=False, min_value=0, max_value=60)
-
-
-class LeaseSerializer(serializers.ModelSerializer):
+class LeaseSerializer(serializers.ModelSerializer[Lease]):
     ttl = serializers.SerializerMethodField()
 
     class Meta:
@@ -163,32 +127,18 @@ class LeaseSerializer(serializers.ModelSerializer):
         return float(settings.LEASE_TTL)
 
 
-class ClaimSerializer(serializers.Serializer):
+class ClaimSerializer(serializers.Serializer[Any]):
     lease = LeaseSerializer(allow_null=True)
     task = TaskSerializer(allow_null=True)
     drain = serializers.BooleanField(required=False)
 
 
-class HeartbeatRequestSerializer(serializers.Serializer):
-    running = serializers.BooleanField(required=False)
-
-
-class HeartbeatSerializer(serializers.Serializer):
+class HeartbeatSerializer(serializers.Serializer[Any]):
     expires = serializers.DateTimeField()
     cancel = serializers.BooleanField()
 
 
-class FailRequestSerializer(serializers.Serializer):
-    error = serializers.CharField()
-    retry = serializers.BooleanField(required=False)
-
-
-class ImageRequestSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    reference = serializers.CharField()
-
-
-class ImageSerializer(serializers.ModelSerializer):
+class ImageSerializer(serializers.ModelSerializer[Image]):
     reference = serializers.CharField(source="blob_id")
     size = serializers.IntegerField(source="blob.size")
 
@@ -197,17 +147,22 @@ class ImageSerializer(serializers.ModelSerializer):
         fields = ("name", "reference", "size")
 
 
-class ImagePageSerializer(serializers.Serializer):
+@extend_schema_serializer(many=False)
+class ImagePageSerializer(serializers.Serializer[Any]):
     results = ImageSerializer(many=True)
 
 
-class StatsSerializer(serializers.Serializer):
+class StatsSerializer(serializers.Serializer[Any]):
     states = serializers.DictField(child=serializers.IntegerField())
     nodes = serializers.DictField(child=serializers.DictField())
     oldest_queued = serializers.DateTimeField(allow_null=True)
 
 
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    detail = serializers.CharField()
-    field = serializers.CharField(required=False)
+class ErrorSerializer(serializers.Serializer[Any]):
+    """The one error shape; some errors add keys (``state`` for ``not_finished``)."""
+
+    code = serializers.CharField(help_text="what kind of error: invalid, not_found, conflict, ...")
+    detail = serializers.CharField(help_text="what is wrong and what to do, for people")
+    field = serializers.CharField(
+        required=False, help_text="the field, query parameter or header at fault"
+    )

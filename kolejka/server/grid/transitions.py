@@ -11,7 +11,7 @@ from django.db.models import Model, QuerySet
 
 from . import backlog, callbacks, wakeup
 from .errors import Conflict
-from .models import ACTIVE, Lease, Outcome, State, Task
+from .models import ACTIVE, FINISHED, Lease, Outcome, State, Task, TaskFile
 
 M = TypeVar("M", bound=Model)
 
@@ -66,6 +66,39 @@ def retry(task: Task, now: datetime) -> None:
     """Queue a failed or cancelled `task` again with its attempts reset. 409 otherwise."""
     if task.state not in (State.FAILED, State.CANCELLED):
         raise Conflict(f"only failed or cancelled tasks can be retried; this one is {task.state}")
+    _afresh(task, now)
+
+
+def rejudge(task: Task, now: datetime) -> None:
+    """Run a final `task` again from the start (its result and output files dropped). 409 for a
+    task that is not final."""
+    if task.state not in FINISHED:
+        raise Conflict(f"only finished tasks can be rejudged; this one is {task.state}")
+    TaskFile.objects.filter(task_id=task.pk, output=True).delete()
+    _afresh(task, now)
+
+
+def take_back(task: Task, now: datetime) -> None:
+    """Take an assigned or running `task` from its node and queue it again without counting the
+    attempt; its foreman's next heartbeat is refused (``lease_lost``) and it kills its copy."""
+    if task.state not in ACTIVE:
+        raise Conflict(
+            f"only assigned or running tasks can be taken back; this one is {task.state}"
+        )
+    end_lease(task, now, Outcome.RELEASED)
+    Task.objects.filter(pk=task.pk).update(attempts=max(task.attempts - 1, 0))
+    requeue(task, now)
+
+
+def delete(task: Task, now: datetime) -> None:
+    """Delete `task`, cancelling it first unless it is final; its blobs become garbage unless
+    something else uses them."""
+    if task.state not in FINISHED:
+        cancel(task, now)
+    task.delete()
+
+
+def _afresh(task: Task, now: datetime) -> None:
     Task.objects.filter(pk=task.pk).update(
         state=State.QUEUED,
         attempts=0,

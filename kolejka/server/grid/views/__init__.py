@@ -1,1 +1,2 @@
-"""The HTTP API (docs/api.md): thin views over the rules in the grid's modules."""
+"""The HTTP API (docs/api.md): small viewsets over the rules in the grid's modules, routed in
+`kolejka.server.urls`."""

@@ -1,6 +1,9 @@
+"""Blobs: uploads streamed into the store, downloads streamed out."""
+
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.http import FileResponse, HttpResponse, HttpResponseBase
@@ -9,16 +12,15 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.exceptions import UnsupportedMediaType
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
+
+from kolejka.common.blobs import is_reference
 
 from .. import blobs, blobstore
 from ..errors import Invalid, NotFound
-from ..models import Role
-from ..permissions import roles, user_of
+from ..parsers import RawBytes
+from ..permissions import EVERYONE, UPLOADERS, Roles, user_of
 from ..serializers import BlobSerializer
-from .negotiation import RawBytes
-
-UPLOADERS = roles(Role.CLIENT, Role.FOREMAN, Role.ADMIN)
+from .base import GridViewSet
 
 
 def _length(request: Request) -> int | None:
@@ -36,20 +38,29 @@ def _length(request: Request) -> int | None:
     raise Invalid("send the blob with a Content-Length header", field="Content-Length")
 
 
-class BlobUploadView(APIView):
-    permission_classes = (UPLOADERS,)
+class BlobViewSet(GridViewSet):
+    """``blobs/``: contents by their sha256, readable by whom `blobs.readable` says."""
+
+    lookup_field = "reference"
+    lookup_pattern = re.compile(r"[0-9a-f]{64}")
+    missing = "no such blob"
     parser_classes = (RawBytes,)
+    roles: ClassVar[dict[str, Roles]] = {"create": UPLOADERS, "retrieve": EVERYONE}
 
     @extend_schema(
         request={"application/octet-stream": {"type": "string", "format": "binary"}},
         parameters=[
             OpenApiParameter(
-                "X-Kolejka-Sha256", str, OpenApiParameter.HEADER, description="expected sha256"
+                "X-Kolejka-Sha256",
+                str,
+                OpenApiParameter.HEADER,
+                description="the sha256 the content must have",
+                pattern="^[0-9a-f]{64}$",
             )
         ],
         responses={200: BlobSerializer, 201: BlobSerializer},
     )
-    def post(self, request: Request) -> Response:
+    def create(self, request: Request) -> Response:
         user = user_of(request)
         content_type = request.content_type.split(";")[0].strip()
         if content_type not in ("", "application/octet-stream"):
@@ -57,9 +68,9 @@ class BlobUploadView(APIView):
                 content_type, "send the blob's raw bytes as application/octet-stream"
             )
         expected = request.headers.get("X-Kolejka-Sha256")
-        if expected is not None and not blobstore.is_reference(expected):
+        if expected is not None and not is_reference(expected):
             raise Invalid(
-                f"X-Kolejka-Sha256: must be a sha256 in lower-case hex (got {expected!r})",
+                f"X-Kolejka-Sha256: must be a sha256 in lower-case hex (got {expected[:80]!r})",
                 field="X-Kolejka-Sha256",
             )
         length = _length(request)
@@ -76,28 +87,22 @@ class BlobUploadView(APIView):
             status=201 if stored.new_for_user else 200,
         )
 
-
-class BlobView(APIView):
     @extend_schema(
-        responses={
-            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
-        }
+        responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)}
     )
-    def get(self, request: Request, reference: str) -> HttpResponseBase:
-        blob = blobs.readable_blob(user_of(request), reference)
-        if blob is None or not blobstore.has_file(blob.reference):
-            raise NotFound("no such blob")
-        response = FileResponse(
-            blobstore.open_blob(blob.reference), content_type="application/octet-stream"
-        )
-        response["ETag"] = f'"{blob.reference}"'
-        return response
-
-    def head(self, request: Request, reference: str) -> HttpResponseBase:
-        blob = blobs.readable_blob(user_of(request), reference)
+    def retrieve(self, request: Request, reference: str) -> HttpResponseBase:
+        """The blob's bytes (``HEAD``: only its ``Content-Length`` and ``ETag``)."""
+        blob = blobs.readable_blob(user_of(request), self.lookup())
         if blob is None:
-            raise NotFound("no such blob")
-        response = HttpResponse(content_type="application/octet-stream")
-        response["Content-Length"] = str(blob.size)
+            raise NotFound(self.missing)
+        if request.method == "HEAD":
+            response: HttpResponseBase = HttpResponse(content_type="application/octet-stream")
+            response["Content-Length"] = str(blob.size)
+        elif blobstore.has_file(blob.reference):
+            response = FileResponse(
+                blobstore.open_blob(blob.reference), content_type="application/octet-stream"
+            )
+        else:
+            raise NotFound(self.missing)
         response["ETag"] = f'"{blob.reference}"'
         return response

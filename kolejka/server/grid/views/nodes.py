@@ -1,171 +1,95 @@
+"""Nodes, claims and leases: the foremen's side of the API."""
+
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
-from django.db import transaction
-from django.utils import timezone
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from kolejka.common import Capacity, Demand, Limits, SpecError
-from kolejka.common import Task as TaskSpec
+from kolejka.common import Capacity, Limits
 
-from .. import claims, leases, wakeup
-from ..errors import Conflict, Invalid, NotFound, spec_error
-from ..models import Lease, Node, Role, Task, User
-from ..params import body_object, flag, wait_seconds
-from ..permissions import ADMINS, FOREMEN, roles, user_of
+from .. import leases, nodes, polls
+from ..inputs import (
+    ClaimRequest,
+    DrainRequest,
+    FailRequest,
+    HeartbeatRequest,
+    NodeRequest,
+    ResultRequest,
+    node_name,
+)
+from ..models import Lease, Node
+from ..permissions import ADMINS, FOREMEN, NODE_READERS, Roles, user_of
 from ..serializers import (
-    ClaimRequestSerializer,
     ClaimSerializer,
-    DrainSerializer,
-    FailRequestSerializer,
-    HeartbeatRequestSerializer,
     HeartbeatSerializer,
     LeaseSerializer,
     NodePageSerializer,
-    NodeRequestSerializer,
     NodeSerializer,
     TaskSerializer,
     task_resource,
 )
-
-NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
-NODE_READERS = roles(Role.FOREMAN, Role.INSPECTOR, Role.ADMIN)
+from .base import GridViewSet
 
 
-def node_of(user: User, name: str) -> Node:
-    """`user`'s node `name` (any node for admins); 404 for anyone else's."""
-    nodes = Node.objects.filter(name=name)
-    if user.role != Role.ADMIN:
-        nodes = nodes.filter(owner=user)
-    node = nodes.first()
-    if node is None:
-        raise NotFound("no such node")
-    return node
+class NodeViewSet(GridViewSet):
+    """``nodes/``: a foreman registers its nodes and claims tasks for them; admins drain."""
 
+    lookup_field = "name"
+    lookup_pattern = re.compile(r"[^\x00/]{1,255}")
+    missing = "no such node; register it first (PUT /api/v1/nodes/{name}/)"
+    roles: ClassVar[dict[str, Roles]] = {
+        "list": NODE_READERS,
+        "update": FOREMEN,
+        "drain": ADMINS,
+        "claim": FOREMEN,
+    }
 
-def _tags(value: object) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(tag, str) and tag for tag in value):
-        raise Invalid("tags: must be a list of non-empty strings", field="tags")
-    return sorted(set(value))
+    def get_queryset(self) -> QuerySet[Node]:
+        user = user_of(self.request)
+        found = Node.objects.order_by("name")
+        return found if user.sees_everything else found.filter(owner=user)
 
+    @extend_schema(responses=NodePageSerializer)
+    def list(self, request: Request) -> Response:
+        return Response({"results": NodeSerializer(self.get_queryset(), many=True).data})
 
-def _slots(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10000:
-        raise Invalid(f"slots: must be a whole number from 1 to 10000 (got {value!r})", "slots")
-    return value
-
-
-class NodeListView(APIView):
-    permission_classes = (NODE_READERS,)
-
-    @extend_schema(responses={200: NodePageSerializer})
-    def get(self, request: Request) -> Response:
-        user = user_of(request)
-        nodes = Node.objects.order_by("name")
-        if not user.sees_everything:
-            nodes = nodes.filter(owner=user)
-        return Response({"results": NodeSerializer(nodes, many=True).data})
-
-
-class NodeView(APIView):
-    permission_classes = (FOREMEN,)
-
-    @extend_schema(request=NodeRequestSerializer, responses={200: NodeSerializer})
-    def put(self, request: Request, name: str) -> Response:
-        user = user_of(request)
-        if not NODE_NAME.match(name):
-            raise Invalid(
-                "name: a node name is letters, digits, '.', '_' and '-', at most 255", "name"
-            )
-        data = body_object(request, {"capacity", "tags", "defaults", "slots"})
-        try:
-            capacity = Capacity.from_dict(data.get("capacity") or {}, "capacity")
-            defaults = Limits.from_dict(data.get("defaults") or {}, "defaults")
-        except SpecError as error:
-            raise spec_error(error, "") from None
-        fields = {
-            "capacity": capacity.to_dict(),
-            "defaults": defaults.to_dict(),
-            "tags": _tags(data.get("tags", [])),
-            "slots": _slots(data.get("slots", 1)),
-        }
-        with transaction.atomic():
-            node, created = Node.objects.get_or_create(
-                name=name, defaults={"owner": user, **fields}
-            )
-            if not created:
-                if node.owner_id != user.pk:
-                    raise Conflict(f"the node name {name!r} belongs to another foreman", "name")
-                for key, value in fields.items():
-                    setattr(node, key, value)
-                node.save()
-            # A node that grew may now take tasks others are waiting for.
-            wakeup.notify(wakeup.QUEUE)
+    @extend_schema(request=NodeRequest, responses=NodeSerializer)
+    def update(self, request: Request, name: str) -> Response:
+        name = node_name(str(self.kwargs["name"]))
+        data = self.body(NodeRequest)
+        node = nodes.register(
+            user_of(request),
+            name,
+            data.get("capacity") or Capacity.from_dict({}),
+            data.get("defaults") or Limits(),
+            data.get("tags", []),
+            data["slots"],
+        )
         return Response(NodeSerializer(node).data)
 
-
-class NodeDrainView(APIView):
-    permission_classes = (ADMINS,)
-
-    @extend_schema(request=DrainSerializer, responses={200: NodeSerializer})
-    def post(self, request: Request, name: str) -> Response:
-        node = node_of(user_of(request), name)
-        data = body_object(request, {"drain"})
-        node.draining = flag(data.get("drain"), "drain", True)
-        with transaction.atomic():
-            node.save(update_fields=["draining"])
-            wakeup.notify(wakeup.QUEUE)
+    @extend_schema(request=DrainRequest, responses=NodeSerializer)
+    @action(detail=True, methods=["post"])
+    def drain(self, request: Request, name: str) -> Response:
+        node = nodes.node_of(user_of(request), self.lookup())
+        node = nodes.drain(node, self.body(DrainRequest)["drain"])
         return Response(NodeSerializer(node).data)
 
-
-def free_of(node: Node) -> Capacity:
-    """`node`'s capacity less what its running tasks take, by the same rule as placement."""
-    free = Capacity.from_dict(node.capacity)
-    defaults = Limits.from_dict(node.defaults)
-    for spec in Task.objects.filter(lease__node=node, lease__ended=None).values_list(
-        "spec", flat=True
-    ):
-        free = free.minus(Demand.of(TaskSpec.from_dict(spec), defaults).capacity)
-    return free
-
-
-class NodeClaimView(APIView):
-    permission_classes = (FOREMEN,)
-
-    @extend_schema(request=ClaimRequestSerializer, responses={200: ClaimSerializer})
-    def post(self, request: Request, name: str) -> Response:
-        user = user_of(request)
-        node = Node.objects.filter(name=name, owner=user).first()
-        if node is None:
-            raise NotFound("no such node; register it first (PUT /api/v1/nodes/{name}/)")
-        data = body_object(request, {"free", "idle", "wait"})
-        wait = wait_seconds(data.get("wait"))
-        try:
-            free = (
-                Capacity.from_dict(data["free"], "free")
-                if data.get("free") is not None
-                else free_of(node)
-            )
-        except SpecError as error:
-            raise spec_error(error, "") from None
-        if data.get("idle") is None:
-            idle = not Lease.objects.filter(node=node, ended=None).exists()
-        else:
-            idle = flag(data.get("idle"), "idle", False)
-
-        def attempt() -> claims.Claimed | None:
-            leases.reap_due()
-            return claims.claim_once(node, free, idle)
-
-        claimed = wakeup.long_poll([wakeup.QUEUE], wait, attempt)
+    @extend_schema(request=ClaimRequest, responses=ClaimSerializer)
+    @action(detail=True, methods=["post"])
+    def claim(self, request: Request, name: str) -> Response:
+        node = nodes.node_of(user_of(request), self.lookup(), admins=False)
+        data = self.body(ClaimRequest)
+        free = data.get("free") or nodes.free_of(node)
+        idle = data.get("idle")
+        claimed = polls.claim(node, free, nodes.idle(node) if idle is None else idle, data["wait"])
         if claimed is None:
-            Node.objects.filter(pk=node.pk).update(last_seen=timezone.now())
-            draining = Node.objects.filter(pk=node.pk, draining=True).exists()
-            return Response({"lease": None, "task": None, "drain": draining})
+            return Response({"lease": None, "task": None, "drain": nodes.seen(node)})
         return Response(
             {
                 "lease": LeaseSerializer(claimed.lease).data,
@@ -175,46 +99,43 @@ class NodeClaimView(APIView):
         )
 
 
-class LeaseHeartbeatView(APIView):
-    permission_classes = (FOREMEN,)
+class LeaseViewSet(GridViewSet):
+    """``leases/``: heartbeats and reports of the foreman whose node holds the lease."""
 
-    @extend_schema(request=HeartbeatRequestSerializer, responses={200: HeartbeatSerializer})
-    def post(self, request: Request, lease_id: str) -> Response:
-        lease = leases.lease_of(user_of(request), lease_id)
-        data = body_object(request, {"running"})
-        beat = leases.heartbeat(lease, flag(data.get("running"), "running", False))
+    lookup_field = "lease_id"
+    missing = "no such lease"
+    roles: ClassVar[dict[str, Roles]] = {
+        "heartbeat": FOREMEN,
+        "result": FOREMEN,
+        "fail": FOREMEN,
+        "release": FOREMEN,
+    }
+
+    def get_object(self) -> Lease:
+        return leases.lease_of(user_of(self.request), str(self.kwargs["lease_id"]))
+
+    @extend_schema(request=HeartbeatRequest, responses=HeartbeatSerializer)
+    @action(detail=True, methods=["post"])
+    def heartbeat(self, request: Request, lease_id: str) -> Response:
+        lease = self.get_object()
+        beat = leases.heartbeat(lease, self.body(HeartbeatRequest)["running"])
         return Response({"expires": beat.expires, "cancel": beat.cancel})
 
-
-class LeaseResultView(APIView):
-    permission_classes = (FOREMEN,)
-
-    @extend_schema(request=dict, responses={201: TaskSerializer})
-    def post(self, request: Request, lease_id: str) -> Response:
-        user = user_of(request)
-        lease = leases.lease_of(user, lease_id)
-        task = leases.accept_result(lease, user, request.data)
+    @extend_schema(request=ResultRequest, responses={201: TaskSerializer})
+    @action(detail=True, methods=["post"])
+    def result(self, request: Request, lease_id: str) -> Response:
+        lease = self.get_object()
+        task = leases.accept_result(lease, user_of(request), self.body(ResultRequest))
         return Response(task_resource(task), status=201)
 
+    @extend_schema(request=FailRequest, responses=TaskSerializer)
+    @action(detail=True, methods=["post"])
+    def fail(self, request: Request, lease_id: str) -> Response:
+        lease = self.get_object()
+        data = self.body(FailRequest)
+        return Response(task_resource(leases.fail(lease, data["error"], data["retry"])))
 
-class LeaseFailView(APIView):
-    permission_classes = (FOREMEN,)
-
-    @extend_schema(request=FailRequestSerializer, responses={200: TaskSerializer})
-    def post(self, request: Request, lease_id: str) -> Response:
-        lease = leases.lease_of(user_of(request), lease_id)
-        data = body_object(request, {"error", "retry"})
-        error = data.get("error")
-        if not isinstance(error, str) or not error.strip():
-            raise Invalid("error: say what failed, as a non-empty string", field="error")
-        task = leases.fail(lease, error, flag(data.get("retry"), "retry", True))
-        return Response(task_resource(task))
-
-
-class LeaseReleaseView(APIView):
-    permission_classes = (FOREMEN,)
-
-    @extend_schema(request=None, responses={200: TaskSerializer})
-    def post(self, request: Request, lease_id: str) -> Response:
-        task = leases.release(leases.lease_of(user_of(request), lease_id))
-        return Response(task_resource(task))
+    @extend_schema(request=None, responses=TaskSerializer)
+    @action(detail=True, methods=["post"])
+    def release(self, request: Request, lease_id: str) -> Response:
+        return Response(task_resource(leases.release(self.get_object())))

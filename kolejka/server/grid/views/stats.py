@@ -1,39 +1,71 @@
+"""Stored images and the queue's statistics."""
+
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import ClassVar
 
 from django.db import transaction
 from django.db.models import Count
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from .. import blobs
 from ..errors import Invalid
-from ..models import Blob, Image, Lease, Node, State, Task
-from ..params import body_object
-from ..permissions import ADMINS, user_of
-from ..serializers import (
-    ImagePageSerializer,
-    ImageRequestSerializer,
-    ImageSerializer,
-    StatsSerializer,
-)
+from ..inputs import ImageQuery, ImageRequest
+from ..models import Blob, Image, Lease, Node, Role, State, Task
+from ..permissions import ADMINS, EVERYONE, Roles, user_of
+from ..serializers import ImagePageSerializer, ImageSerializer, StatsSerializer
+from .base import GridViewSet
 
 
-class QueueStatsView(APIView):
-    @extend_schema(responses={200: StatsSerializer})
-    def get(self, request: Request) -> Response:
+class ImageViewSet(GridViewSet):
+    """``images/``: ``docker save`` tarballs stored as blobs under image names (admins store)."""
+
+    roles: ClassVar[dict[str, Roles]] = {"list": EVERYONE, "upsert": ADMINS}
+
+    @extend_schema(parameters=[ImageQuery], responses=ImagePageSerializer)
+    def list(self, request: Request) -> Response:
+        name = self.query(ImageQuery).get("name")
+        images = Image.objects.select_related("blob").order_by("name")
+        if name:
+            images = images.filter(name=name)
+        return Response({"results": ImageSerializer(images, many=True).data})
+
+    @extend_schema(operation_id="images_update", request=ImageRequest, responses=ImageSerializer)
+    def upsert(self, request: Request) -> Response:
+        """Store the blob `reference` as the image `name` (replacing what it named)."""
+        data = self.body(ImageRequest)
+        name, reference = data["name"], data["reference"]
+        if not name.strip():
+            raise Invalid("name: must name a docker image", field="name")
+        if not blobs.readable(user_of(request), [reference]):
+            raise Invalid(
+                f"reference: no such blob; upload it first (got {reference!r})", "reference"
+            )
+        with transaction.atomic():
+            blob = Blob.objects.get(reference=reference)
+            image, _ = Image.objects.update_or_create(name=name, defaults={"blob": blob})
+        return Response(ImageSerializer(image).data)
+
+
+class QueueViewSet(GridViewSet):
+    """``queue/stats/``: counts by state (a client's own tasks) and, for the others, the nodes."""
+
+    roles: ClassVar[dict[str, Roles]] = {"stats": EVERYONE}
+
+    @extend_schema(responses=StatsSerializer)
+    @action(detail=False, methods=["get"])
+    def stats(self, request: Request) -> Response:
         user = user_of(request)
         tasks = Task.objects.all()
-        if user.role == "client":
+        if user.role == Role.CLIENT:
             tasks = tasks.filter(owner=user)
         counts = dict(tasks.values("state").annotate(n=Count("id")).values_list("state", "n"))
         oldest = tasks.filter(state=State.QUEUED).order_by("id").values_list("created", flat=True)
         nodes = {}
-        if user.role != "client":
+        if user.role != Role.CLIENT:
             running = dict(
                 Lease.objects.filter(ended=None)
                 .values("node_id")
@@ -46,35 +78,8 @@ class QueueStatsView(APIView):
             }
         return Response(
             {
-                "states": {state: counts.get(state, 0) for state in State},
+                "states": {str(state): counts.get(state, 0) for state in State},
                 "nodes": nodes,
                 "oldest_queued": oldest.first(),
             }
         )
-
-
-class ImagesView(APIView):
-    def get_permissions(self) -> Sequence[Any]:
-        return [ADMINS()] if self.request.method == "PUT" else super().get_permissions()
-
-    @extend_schema(parameters=[OpenApiParameter("name", str)], responses={200: ImagePageSerializer})
-    def get(self, request: Request) -> Response:
-        images = Image.objects.select_related("blob").order_by("name")
-        if request.query_params.get("name"):
-            images = images.filter(name=request.query_params["name"])
-        return Response({"results": ImageSerializer(images, many=True).data})
-
-    @extend_schema(request=ImageRequestSerializer, responses={200: ImageSerializer})
-    def put(self, request: Request) -> Response:
-        data = body_object(request, {"name", "reference"})
-        name, reference = data.get("name"), data.get("reference")
-        if not isinstance(name, str) or not name.strip() or len(name) > 255:
-            raise Invalid("name: must name a docker image", field="name")
-        if not isinstance(reference, str) or not blobs.readable(user_of(request), [reference]):
-            raise Invalid(
-                f"reference: no such blob; upload it first (got {reference!r})", "reference"
-            )
-        with transaction.atomic():
-            blob = Blob.objects.get(reference=reference)
-            image, _ = Image.objects.update_or_create(name=name, defaults={"blob": blob})
-        return Response(ImageSerializer(image).data)

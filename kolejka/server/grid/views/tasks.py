@@ -1,81 +1,84 @@
+"""Tasks and batches: submitting, reading, waiting, cancelling, retrying, deleting."""
+
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from .. import submit, transitions, wakeup
-from ..errors import NotFinished, NotFound
-from ..models import FINISHED, Batch, State, Task, User
-from ..params import choice, page, wait_seconds
-from ..permissions import SUBMITTERS, user_of
+from .. import polls, submit, transitions
+from ..errors import Forbidden, NotFinished, NotFound
+from ..inputs import (
+    STATES,
+    BatchSubmitRequest,
+    ResultWaitQuery,
+    SubmitRequest,
+    TaskListQuery,
+    TaskWaitQuery,
+)
+from ..models import Batch, State, Task
+from ..permissions import READERS, SUBMITTERS, Roles, may_change, user_of
 from ..serializers import (
     BatchCreatedSerializer,
     BatchSerializer,
-    BatchSubmitSerializer,
-    SubmitSerializer,
     TaskPageSerializer,
     TaskSerializer,
     task_resource,
 )
-
-STATES = {str(state) for state in State}
-
-
-def visible_tasks(user: User) -> QuerySet[Task]:
-    tasks = Task.objects.select_related("owner", "node", "batch")
-    return tasks if user.sees_everything else tasks.filter(owner=user)
+from .base import GridViewSet
 
 
-def task_of(user: User, key: str) -> Task:
-    """The task `key` if `user` may see it; 404 (not 403) for anyone else's."""
-    task = visible_tasks(user).filter(key=key).first()
-    if task is None:
-        raise NotFound("no such task")
-    return task
+class TaskViewSet(GridViewSet):
+    """``tasks/``: a client's own tasks; inspectors read everyone's, admins change them too."""
 
+    lookup_field = "key"
+    missing = "no such task"
+    roles: ClassVar[dict[str, Roles]] = {
+        "list": READERS,
+        "create": SUBMITTERS,
+        "batch": SUBMITTERS,
+        "retrieve": READERS,
+        "result": READERS,
+        "destroy": SUBMITTERS,
+        "cancel": SUBMITTERS,
+        "retry": SUBMITTERS,
+    }
 
-WAIT = OpenApiParameter("wait", float, description="long-poll: seconds to wait, at most 60")
+    def get_queryset(self) -> QuerySet[Task]:
+        user = user_of(self.request)
+        tasks = Task.objects.select_related("owner", "node", "batch")
+        return tasks if user.sees_everything else tasks.filter(owner=user)
 
-
-class TaskListView(APIView):
-    def get_permissions(self) -> Sequence[Any]:
-        if self.request.method == "POST":
-            return [SUBMITTERS()]
-        return super().get_permissions()
+    def get_object(self) -> Task:
+        """The task of the URL if the caller may see it; 404 (not 403) for anyone else's."""
+        task = self.get_queryset().filter(key=self.lookup()).first()
+        if task is None:
+            raise NotFound(self.missing)
+        return task
 
     @extend_schema(
-        operation_id="tasks_list",
-        parameters=[
-            OpenApiParameter("state", str, enum=sorted(STATES)),
-            OpenApiParameter("batch", str),
-            OpenApiParameter("owner", str, description="inspectors and admins"),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("cursor", str),
-        ],
-        responses={200: TaskPageSerializer},
+        operation_id="tasks_list", parameters=[TaskListQuery], responses=TaskPageSerializer
     )
-    def get(self, request: Request) -> Response:
-        user = user_of(request)
-        limit, cursor = page(request)
-        tasks = visible_tasks(user).order_by("-id")
-        state = choice(request.query_params.get("state"), "state", STATES)
-        if state:
-            tasks = tasks.filter(state=state)
-        if request.query_params.get("batch"):
-            tasks = tasks.filter(batch__key=request.query_params["batch"])
-        if request.query_params.get("owner"):
-            tasks = tasks.filter(owner__username=request.query_params["owner"])
-        if cursor is not None:
-            tasks = tasks.filter(id__lt=cursor)
+    def list(self, request: Request) -> Response:
+        query = self.query(TaskListQuery)
+        tasks = self.get_queryset().order_by("-id")
+        if query.get("state"):
+            tasks = tasks.filter(state=query["state"])
+        if query.get("batch"):
+            tasks = tasks.filter(batch__key=query["batch"])
+        if query.get("owner"):
+            tasks = tasks.filter(owner__username=query["owner"])
+        if query.get("cursor"):
+            tasks = tasks.filter(id__lt=int(query["cursor"]))
+        limit = query["limit"]
         found = list(tasks[: limit + 1])
         more = len(found) > limit
         found = found[:limit]
@@ -86,23 +89,21 @@ class TaskListView(APIView):
             }
         )
 
-    @extend_schema(request=SubmitSerializer, responses={201: TaskSerializer})
-    def post(self, request: Request) -> Response:
+    @extend_schema(request=SubmitRequest, responses={201: TaskSerializer})
+    def create(self, request: Request) -> Response:
         user = user_of(request)
-        item = submit.parse(user, request.data)
+        data = self.body(SubmitRequest)
+        item = submit.admitted(user, data["task"], data["priority"])
         _, tasks = submit.submit(user, [item], batch=False)
         return Response(task_resource(tasks[0]), status=201)
 
-
-class BatchSubmitView(APIView):
-    permission_classes = (SUBMITTERS,)
-
-    @extend_schema(request=BatchSubmitSerializer, responses={201: BatchCreatedSerializer})
-    def post(self, request: Request) -> Response:
+    @extend_schema(request=BatchSubmitRequest, responses={201: BatchCreatedSerializer})
+    @action(detail=False, methods=["post"])
+    def batch(self, request: Request) -> Response:
         user = user_of(request)
         items = [
-            submit.parse(user, item, f"tasks[{index}]")
-            for index, item in enumerate(submit.body_tasks(request.data))
+            submit.admitted(user, item["task"], item["priority"], f"tasks[{index}]")
+            for index, item in enumerate(self.body(BatchSubmitRequest)["tasks"])
         ]
         batch, tasks = submit.submit(user, items, batch=True)
         assert batch is not None
@@ -112,92 +113,71 @@ class BatchSubmitView(APIView):
             {"batch": batch.key, "tasks": [task_resource(task) for task in tasks]}, status=201
         )
 
-
-class TaskView(APIView):
-    @extend_schema(
-        parameters=[WAIT, OpenApiParameter("state", str, enum=sorted(STATES))],
-        responses={200: TaskSerializer},
-    )
-    def get(self, request: Request, key: str) -> Response:
-        user = user_of(request)
-        task = task_of(user, key)
-        wait = wait_seconds(request.query_params.get("wait"))
-        state = choice(request.query_params.get("state"), "state", STATES)
-        if wait and state and task.state == state:
-            moved = wakeup.long_poll(
-                [wakeup.task_topic(task.pk)],
-                wait,
-                lambda: visible_tasks(user).filter(pk=task.pk).exclude(state=state).first(),
-            )
-            task = moved or task_of(user, key)
+    @extend_schema(parameters=[TaskWaitQuery], responses=TaskSerializer)
+    def retrieve(self, request: Request, key: str) -> Response:
+        task = self.get_object()
+        query = self.query(TaskWaitQuery)
+        if query.get("state"):
+            task = polls.moved(self.get_queryset(), task, query["state"], query["wait"])
         return Response(task_resource(task))
 
-    @extend_schema(responses={204: None})
-    def delete(self, request: Request, key: str) -> Response:
-        user = user_of(request)
-        task = task_of(user, key)
-        with transaction.atomic():
-            locked = transitions.locked(Task.objects.filter(pk=task.pk)).first()
-            if locked is not None:
-                if locked.state not in FINISHED:
-                    transitions.cancel(locked, timezone.now())
-                locked.delete()
-        return Response(status=204)
-
-
-def _transition(request: Request, key: str, change: Callable[[Task, datetime], None]) -> Response:
-    """Apply `change` to the task `key` under its row lock; answer with the task as it is now."""
-    user = user_of(request)
-    task = task_of(user, key)
-    with transaction.atomic():
-        locked = transitions.locked(Task.objects.filter(pk=task.pk)).get()
-        change(locked, timezone.now())
-    return Response(task_resource(task_of(user, key)))
-
-
-class TaskCancelView(APIView):
-    @extend_schema(request=None, responses={200: TaskSerializer})
-    def post(self, request: Request, key: str) -> Response:
-        return _transition(request, key, transitions.cancel)
-
-
-class TaskRetryView(APIView):
-    @extend_schema(request=None, responses={200: TaskSerializer})
-    def post(self, request: Request, key: str) -> Response:
-        return _transition(request, key, transitions.retry)
-
-
-class TaskResultView(APIView):
-    @extend_schema(parameters=[WAIT], responses={200: dict})
-    def get(self, request: Request, key: str) -> Response:
-        user = user_of(request)
-        task = task_of(user, key)
-        wait = wait_seconds(request.query_params.get("wait"))
-        if wait and task.state not in FINISHED:
-            task = (
-                wakeup.long_poll(
-                    [wakeup.task_topic(task.pk)],
-                    wait,
-                    lambda: visible_tasks(user).filter(pk=task.pk, state__in=FINISHED).first(),
-                )
-                or task
-            )
+    @extend_schema(
+        parameters=[ResultWaitQuery],
+        responses={200: OpenApiResponse(description="kolejka_result.json, files as references")},
+    )
+    @action(detail=True, methods=["get"])
+    def result(self, request: Request, key: str) -> Response:
+        task = self.get_object()
+        task = polls.finished(self.get_queryset(), task, self.query(ResultWaitQuery)["wait"])
         if task.state != State.DONE:
             raise NotFinished(f"the task is {task.state}, it has no result", state=task.state)
         return Response(task.result)
 
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, key: str) -> Response:
+        self._change(transitions.delete)
+        return Response(status=204)
 
-class BatchView(APIView):
-    @extend_schema(responses={200: BatchSerializer})
-    def get(self, request: Request, key: str) -> Response:
+    @extend_schema(request=None, responses=TaskSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, key: str) -> Response:
+        return Response(task_resource(self._change(transitions.cancel)))
+
+    @extend_schema(request=None, responses=TaskSerializer)
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, key: str) -> Response:
+        return Response(task_resource(self._change(transitions.retry)))
+
+    def _change(self, change: Callable[[Task, datetime], None]) -> Task:
+        """Apply `change` to the task of the URL under its row lock; the task as it is now."""
+        user = user_of(self.request)
+        task = self.get_object()
+        if not may_change(user, task.owner_id):
+            raise Forbidden("inspectors read tasks; only their owner or an admin may change them")
+        with transaction.atomic():
+            locked = transitions.locked(Task.objects.filter(pk=task.pk)).first()
+            if locked is not None:
+                change(locked, timezone.now())
+        return self.get_queryset().filter(pk=task.pk).first() or task
+
+
+class BatchViewSet(GridViewSet):
+    """``batches/``: the progress of a batch, for its owner, inspectors and admins."""
+
+    lookup_field = "key"
+    missing = "no such batch"
+    roles: ClassVar[dict[str, Roles]] = {"retrieve": READERS}
+
+    @extend_schema(responses=BatchSerializer)
+    def retrieve(self, request: Request, key: str) -> Response:
         user = user_of(request)
-        batches = Batch.objects.filter(key=key)
+        batches = Batch.objects.filter(key=self.lookup())
         if not user.sees_everything:
             batches = batches.filter(owner=user)
         batch = batches.first()
         if batch is None:
-            raise NotFound("no such batch")
-        counts = dict(
+            raise NotFound(self.missing)
+        counts: dict[str, Any] = dict(
             Task.objects.filter(batch=batch)
             .values("state")
             .annotate(n=Count("id"))

@@ -4,8 +4,11 @@ import os
 from argparse import ArgumentParser
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core.management.base import BaseCommand, CommandError
 from gunicorn.app.base import BaseApplication
+
+from kolejka.server.secret import install_key
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -59,6 +62,11 @@ class Command(BaseCommand):
             "--access-log", action="store_true", help="log every request to standard error"
         )
 
+    def execute(self, *args: Any, **options: Any) -> Any:
+        # Before the system checks, and before gunicorn forks its workers.
+        install_key()
+        return super().execute(*args, **options)
+
     def handle(self, *args: Any, **options: Any) -> None:
         if options["workers"] < 1 or options["threads"] < 1:
             raise CommandError("--workers and --threads must be at least 1")
@@ -67,8 +75,8 @@ class Command(BaseCommand):
             "workers": options["workers"],
             "threads": options["threads"],
             "worker_class": "gthread",
-            # Long-polls last up to a minute; the timeout guards against hung workers only.
-            "timeout": 120,
+            # Longer than the longest long-poll; it guards against hung workers only.
+            "timeout": max(120, int(django_settings.MAX_WAIT) + 60),
             "graceful_timeout": 30,
             "keepalive": 75,
             "accesslog": "-" if options["access_log"] else None,

@@ -1,0 +1,177 @@
+"""What the API takes: one strict serializer per request body and query string, which both
+validates the request and describes it in the schema. Unknown keys are refused; documents of the
+task format are read by `kolejka.common`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rest_framework import serializers
+
+from kolejka.common import Capacity, Limits, Result, TaskState
+from kolejka.common import Task as TaskSpec
+from kolejka.common.blobs import is_reference
+
+from .fields import (
+    DocumentSerializer,
+    SpecField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+    StrictSerializer,
+    WaitField,
+)
+
+MAX_BATCH = 1000
+MAX_PRIORITY = 2**31 - 1
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+STATES = [str(state) for state in TaskState]
+
+
+def _task(data: object, name: str) -> TaskSpec:
+    return TaskSpec.from_dict(data, strict=True)
+
+
+def _capacity(data: object, name: str) -> Capacity:
+    return Capacity.from_dict(data, name)
+
+
+def _limits(data: object, name: str) -> Limits:
+    return Limits.from_dict(data, name)
+
+
+def _reference(value: str) -> None:
+    if not is_reference(value):
+        raise serializers.ValidationError("must be a blob reference: a sha256 in lower-case hex")
+
+
+# Bodies
+
+
+class TokenRequest(StrictSerializer):
+    username = StrictCharField(max_length=150)
+    password = StrictCharField(trim_whitespace=False, max_length=4096)
+
+
+class SubmitRequest(StrictSerializer):
+    task = SpecField(_task, help_text="kolejka_task.json, files as blob references")
+    priority = StrictIntegerField(
+        required=False,
+        default=0,
+        min_value=-MAX_PRIORITY,
+        max_value=MAX_PRIORITY,
+        help_text="higher runs first; only admins may go above 0",
+    )
+
+
+class BatchSubmitRequest(StrictSerializer):
+    tasks = SubmitRequest(many=True, allow_empty=False, max_length=MAX_BATCH)  # type: ignore[call-arg]
+
+
+class CapacityField(SpecField[Capacity]):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "help_text",
+            '{"cpus", "memory", "gpus", "workspace", "resources": {"name": count}}; sizes in '
+            "bytes or with units (16G)",
+        )
+        super().__init__(_capacity, **kwargs)
+
+
+class NodeRequest(StrictSerializer):
+    capacity = CapacityField(required=False)
+    tags = serializers.ListField(
+        child=StrictCharField(allow_blank=False, max_length=255), required=False, max_length=1000
+    )
+    defaults = SpecField(
+        _limits, required=False, help_text="limits, as in kolejka_task.json: what tasks get"
+    )
+    slots = StrictIntegerField(
+        required=False, default=1, min_value=1, max_value=10000, help_text="tasks run at once"
+    )
+
+
+class DrainRequest(StrictSerializer):
+    drain = StrictBooleanField(required=False, default=True)
+
+
+class ClaimRequest(StrictSerializer):
+    free = CapacityField(
+        required=False, allow_null=True, help_text="what is free now (default: the capacity less "
+        "what the node's running tasks take)"
+    )  # fmt: skip
+    idle = StrictBooleanField(
+        required=False, allow_null=True, help_text="whether the node runs nothing (default: "
+        "whether it holds no lease)"
+    )  # fmt: skip
+    wait = WaitField()
+
+
+class HeartbeatRequest(StrictSerializer):
+    running = StrictBooleanField(required=False, default=False)
+
+
+class FailRequest(StrictSerializer):
+    error = StrictCharField(allow_blank=False, max_length=65536, help_text="what failed")
+    retry = StrictBooleanField(required=False, default=True)
+
+
+class ResultRequest(DocumentSerializer[Result]):
+    """kolejka_result.json, files as references of blobs the foreman uploaded."""
+
+    parse = Result.from_dict
+
+
+class ImageRequest(StrictSerializer):
+    name = StrictCharField(max_length=255, help_text="a docker image name")
+    reference = StrictCharField(validators=[_reference], help_text="the blob of its tarball")
+
+
+# Query strings
+
+
+class TaskListQuery(StrictSerializer):
+    state = serializers.ChoiceField(choices=STATES, required=False, allow_blank=True)
+    batch = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    owner = serializers.CharField(
+        required=False, allow_blank=True, max_length=150, help_text="inspectors and admins"
+    )
+    limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=1000)
+    cursor = serializers.RegexField(
+        r"^[0-9]{1,18}$",
+        required=False,
+        allow_blank=True,
+        help_text="the `next` of the previous page",
+        error_messages={"invalid": "is not a cursor this server gave"},
+    )
+
+
+class TaskWaitQuery(StrictSerializer):
+    wait = WaitField()
+    state = serializers.ChoiceField(
+        choices=STATES,
+        required=False,
+        allow_blank=True,
+        help_text="with wait: answer when the task leaves this state",
+    )
+
+
+class ResultWaitQuery(StrictSerializer):
+    wait = WaitField(
+        help_text="long-poll: seconds to wait for the task to finish; the server cuts it to its "
+        "maximum (the Kolejka-Max-Wait header)"
+    )
+
+
+class ImageQuery(StrictSerializer):
+    name = serializers.CharField(required=False, allow_blank=True, max_length=255)
+
+
+def node_name(name: str) -> str:
+    """`name` if it may name a node; `ValidationError` naming ``name`` otherwise."""
+    if not NODE_NAME.fullmatch(name):
+        raise serializers.ValidationError(
+            {"name": ["a node name is letters, digits, '.', '_' and '-', at most 255"]}
+        )
+    return name

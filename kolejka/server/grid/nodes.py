@@ -1,0 +1,78 @@
+"""Nodes: registration by their foreman, draining, and what a node has free."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from kolejka.common import Capacity, Demand, Limits
+from kolejka.common import Task as TaskSpec
+
+from . import wakeup
+from .errors import Conflict, NotFound
+from .models import Lease, Node, Role, Task, User
+
+
+def node_of(user: User, name: str, *, admins: bool = True) -> Node:
+    """`user`'s node `name` (with `admins`, any node for an admin); 404 for anyone else's."""
+    nodes = Node.objects.filter(name=name)
+    if not (admins and user.role == Role.ADMIN):
+        nodes = nodes.filter(owner=user)
+    node = nodes.first()
+    if node is None:
+        raise NotFound("no such node; register it first (PUT /api/v1/nodes/{name}/)")
+    return node
+
+
+def register(
+    user: User, name: str, capacity: Capacity, defaults: Limits, tags: list[str], slots: int
+) -> Node:
+    """Register the node `name` for `user`, or update it; `Conflict` if another user has it."""
+    fields = {
+        "capacity": capacity.to_dict(),
+        "defaults": defaults.to_dict(),
+        "tags": sorted(set(tags)),
+        "slots": slots,
+    }
+    with transaction.atomic():
+        node, created = Node.objects.get_or_create(name=name, defaults={"owner": user, **fields})
+        if not created:
+            if node.owner_id != user.pk:
+                raise Conflict(f"the node name {name!r} belongs to another foreman", "name")
+            for key, value in fields.items():
+                setattr(node, key, value)
+            node.save()
+        # A node that grew may now take tasks others are waiting for.
+        wakeup.notify(wakeup.QUEUE)
+    return node
+
+
+def drain(node: Node, draining: bool) -> Node:
+    """Stop giving `node` new tasks (`draining` false: start again); its running tasks go on."""
+    with transaction.atomic():
+        Node.objects.filter(pk=node.pk).update(draining=draining)
+        wakeup.notify(wakeup.QUEUE)
+    node.draining = draining
+    return node
+
+
+def free_of(node: Node) -> Capacity:
+    """`node`'s capacity less what its running tasks take, by the same rule as placement."""
+    free = Capacity.from_dict(node.capacity)
+    defaults = Limits.from_dict(node.defaults)
+    for spec in Task.objects.filter(lease__node=node, lease__ended=None).values_list(
+        "spec", flat=True
+    ):
+        free = free.minus(Demand.of(TaskSpec.from_dict(spec), defaults).capacity)
+    return free
+
+
+def idle(node: Node) -> bool:
+    """Whether `node` holds no lease."""
+    return not Lease.objects.filter(node=node, ended=None).exists()
+
+
+def seen(node: Node) -> bool:
+    """Note that `node` called in; return whether it is draining."""
+    Node.objects.filter(pk=node.pk).update(last_seen=timezone.now())
+    return Node.objects.filter(pk=node.pk, draining=True).exists()

@@ -1,0 +1,47 @@
+"""The long-polls of the API: a claim waiting for a task, a client waiting for its task to move
+on or to finish. Each waits through `wakeup.long_poll` up to the wait the request asked for (the
+serializers cut it to ``KOLEJKA_MAX_WAIT``). The views only call these, so that making the
+long-polls asynchronous is a change of this module and `wakeup`."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from kolejka.common import Capacity
+
+from . import claims, leases, wakeup
+from .models import FINISHED, Node, Task
+
+
+def claim(node: Node, free: Capacity, idle: bool, wait: float) -> claims.Claimed | None:
+    """A task for `node` under a new lease, waiting up to `wait` seconds for one to come."""
+
+    def attempt() -> claims.Claimed | None:
+        leases.reap_due()
+        return claims.claim_once(node, free, idle)
+
+    return wakeup.long_poll([wakeup.QUEUE], wait, attempt)
+
+
+def moved(tasks: QuerySet[Task], task: Task, state: str, wait: float) -> Task:
+    """`task` (one of `tasks`) once it is no longer in `state`, or as it is after `wait` s."""
+    if not wait or task.state != state:
+        return task
+    found = wakeup.long_poll(
+        [wakeup.task_topic(task.pk)],
+        wait,
+        lambda: tasks.filter(pk=task.pk).exclude(state=state).first(),
+    )
+    return found or tasks.filter(pk=task.pk).first() or task
+
+
+def finished(tasks: QuerySet[Task], task: Task, wait: float) -> Task:
+    """`task` (one of `tasks`) once it is final, or as it is after `wait` seconds."""
+    if not wait or task.state in FINISHED:
+        return task
+    found = wakeup.long_poll(
+        [wakeup.task_topic(task.pk)],
+        wait,
+        lambda: tasks.filter(pk=task.pk, state__in=FINISHED).first(),
+    )
+    return found or task

@@ -1,0 +1,264 @@
+"""Who may do what: every endpoint, called by every kind of caller, each answer asserted.
+
+The callers: alice, the client whose objects they are; bob, another client; fred, the foreman
+whose node holds the lease; gina, a foreman whose node does not; ivan, an inspector; ada, an
+admin; an anonymous caller; dora, a disabled user; rita, whose token was revoked. A refused
+change leaves its object as it was. The table is the one in docs/api.md ("Who may call what").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from .flows import claim, finish, register, spec, submit, upload
+from .harness import PASSWORD, Server, Template, serve
+
+CALLERS = ("alice", "bob", "fred", "gina", "ivan", "ada", None, "dora", "rita")
+SIGNED_OUT = {None: 401, "dora": 401, "rita": 401}
+UNCLAIMABLE = {"requires": ["nowhere"]}  # tasks no node takes: the queue stays predictable
+FREE = {"cpus": 64, "memory": "64G"}  # what n1 says it has free, whatever it holds
+
+
+@dataclass
+class World:
+    """One of each object, fresh: alice's input blob, her task fred holds under a lease, a
+    done, a cancelled and a queued task, and a batch."""
+
+    blob: str
+    leased: str
+    lease: str
+    done: str
+    cancelled: str
+    queued: str
+    batch: str
+
+
+def make_world(server: Server) -> World:
+    alice, fred = server.api("alice"), server.api("fred")
+    blob = upload(alice, os.urandom(16))
+    leased = submit(alice, files={"in": {"reference": blob}})["key"]
+    got = claim(fred, "n1", free=FREE)
+    assert got["task"]["key"] == leased, "another task was claimable"
+    done = submit(alice)["key"]
+    finished = claim(fred, "n1", free=FREE)
+    assert finished["task"]["key"] == done
+    finish(fred, finished["lease"]["id"])
+    cancelled = submit(alice, **UNCLAIMABLE)["key"]
+    assert alice.post(f"tasks/{cancelled}/cancel/").status_code == 200
+    queued = submit(alice, **UNCLAIMABLE)["key"]
+    batch = alice.post("tasks/batch/", json={"tasks": [{"task": spec(**UNCLAIMABLE)}]})
+    assert batch.status_code == 201, batch.text
+    return World(blob, leased, got["lease"]["id"], done, cancelled, queued, batch.json()["batch"])
+
+
+@dataclass
+class Row:
+    method: str
+    path: Callable[[World], str]
+    expect: dict[str | None, int]
+    body: Callable[[World, str | None], dict[str, Any]] | None = None
+    raw: bool = False  # the body is a blob's bytes
+    changes: bool = False  # a fresh world for each caller
+    # The task a refused call must leave in its state: (its key, the state).
+    keeps: Callable[[World], tuple[str, str]] | None = None
+    signed_out: dict[str | None, int] = field(default_factory=lambda: dict(SIGNED_OUT))
+
+    def status(self, caller: str | None) -> int:
+        return {**self.signed_out, **self.expect}[caller]
+
+
+def each(status: int) -> dict[str | None, int]:
+    return dict.fromkeys(("alice", "bob", "fred", "gina", "ivan", "ada"), status)
+
+
+def tasks_of(owner: int, other: int, foreman: int, inspector: int, admin: int):
+    return {
+        "alice": owner,
+        "bob": other,
+        "fred": foreman,
+        "gina": foreman,
+        "ivan": inspector,
+        "ada": admin,
+    }
+
+
+def lease_row(holder: int) -> dict[str | None, int]:
+    return {"alice": 403, "bob": 403, "fred": holder, "gina": 404, "ivan": 403, "ada": 404}
+
+
+def credentials(world: World, caller: str | None) -> dict[str, Any]:
+    return {"username": caller or "alice", "password": PASSWORD}
+
+
+ROWS = {
+    "me": Row("GET", lambda w: "auth/me/", each(200)),
+    "login": Row(
+        "POST",
+        lambda w: "auth/token/",
+        {**each(200), None: 200},
+        body=credentials,
+    ),
+    "blob read": Row(
+        "GET",
+        lambda w: f"blobs/{w.blob}/",
+        {"alice": 200, "bob": 404, "fred": 200, "gina": 404, "ivan": 200, "ada": 200},
+    ),
+    "blob head": Row(
+        "HEAD",
+        lambda w: f"blobs/{w.blob}/",
+        {"alice": 200, "bob": 404, "fred": 200, "gina": 404, "ivan": 200, "ada": 200},
+    ),
+    "blob upload": Row("POST", lambda w: "blobs/", {**each(201), "ivan": 403}, raw=True),
+    "task list": Row("GET", lambda w: "tasks/", tasks_of(200, 200, 403, 200, 200)),
+    "submit": Row(
+        "POST",
+        lambda w: "tasks/",
+        tasks_of(201, 201, 403, 403, 201),
+        body=lambda w, c: {"task": spec(**UNCLAIMABLE)},
+    ),
+    "batch submit": Row(
+        "POST",
+        lambda w: "tasks/batch/",
+        tasks_of(201, 201, 403, 403, 201),
+        body=lambda w, c: {"tasks": [{"task": spec(**UNCLAIMABLE)}]},
+    ),
+    "task read": Row("GET", lambda w: f"tasks/{w.queued}/", tasks_of(200, 404, 403, 200, 200)),
+    "task delete": Row(
+        "DELETE",
+        lambda w: f"tasks/{w.queued}/",
+        tasks_of(204, 404, 403, 403, 204),
+        changes=True,
+        keeps=lambda w: (w.queued, "queued"),
+    ),
+    "cancel": Row(
+        "POST",
+        lambda w: f"tasks/{w.queued}/cancel/",
+        tasks_of(200, 404, 403, 403, 200),
+        changes=True,
+        keeps=lambda w: (w.queued, "queued"),
+    ),
+    "retry": Row(
+        "POST",
+        lambda w: f"tasks/{w.cancelled}/retry/",
+        tasks_of(200, 404, 403, 403, 200),
+        changes=True,
+        keeps=lambda w: (w.cancelled, "cancelled"),
+    ),
+    "result": Row("GET", lambda w: f"tasks/{w.done}/result/", tasks_of(200, 404, 403, 200, 200)),
+    "batch": Row("GET", lambda w: f"batches/{w.batch}/", tasks_of(200, 404, 403, 200, 200)),
+    "node list": Row("GET", lambda w: "nodes/", {**each(200), "alice": 403, "bob": 403}),
+    "node register": Row(
+        "PUT",
+        lambda w: "nodes/n1/",
+        {"alice": 403, "bob": 403, "fred": 200, "gina": 409, "ivan": 403, "ada": 409},
+        body=lambda w, c: {"slots": 10000, "capacity": {"cpus": 64, "memory": "64G"}},
+    ),
+    "drain": Row(
+        "POST",
+        lambda w: "nodes/n1/drain/",
+        {**each(403), "ada": 200},
+        body=lambda w, c: {"drain": False},
+    ),
+    "claim": Row(
+        "POST",
+        lambda w: "nodes/n1/claim/",
+        lease_row(200),
+        body=lambda w, c: {"wait": 0, "free": FREE},
+    ),
+    "heartbeat": Row(
+        "POST",
+        lambda w: f"leases/{w.lease}/heartbeat/",
+        lease_row(200),
+        body=lambda w, c: {},
+        keeps=lambda w: (w.leased, "assigned"),
+    ),
+    "report result": Row(
+        "POST",
+        lambda w: f"leases/{w.lease}/result/",
+        lease_row(201),
+        body=lambda w, c: {"result": 0, "status": "OK"},
+        changes=True,
+        keeps=lambda w: (w.leased, "assigned"),
+    ),
+    "report failure": Row(
+        "POST",
+        lambda w: f"leases/{w.lease}/fail/",
+        lease_row(200),
+        body=lambda w, c: {"error": "docker is down", "retry": False},
+        changes=True,
+        keeps=lambda w: (w.leased, "assigned"),
+    ),
+    "release": Row(
+        "POST",
+        lambda w: f"leases/{w.lease}/release/",
+        lease_row(200),
+        changes=True,
+        keeps=lambda w: (w.leased, "assigned"),
+    ),
+    "image list": Row("GET", lambda w: "images/", each(200)),
+    "image store": Row(
+        "PUT",
+        lambda w: "images/",
+        {**each(403), "ada": 200},
+        body=lambda w, c: {"name": "kolejka/matrix:1", "reference": w.blob},
+    ),
+    "queue stats": Row("GET", lambda w: "queue/stats/", each(200)),
+    "schema": Row(
+        "GET", lambda w: "schema/", each(200), signed_out={None: 200, "dora": 200, "rita": 200}
+    ),
+    # Last: it revokes the callers' tokens (each logs in again afterwards).
+    "logout": Row("DELETE", lambda w: "auth/token/", each(204)),
+}
+CODES = {401: {"not_authenticated", "authentication_failed"}, 403: {"permission_denied"}}
+CODES |= {404: {"not_found"}, 409: {"conflict"}}
+
+
+@pytest.fixture(scope="module")
+def grid(templates: dict[str, Template], tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    with serve(
+        templates["sqlite"], tmp_path_factory.mktemp("matrix") / "data", KOLEJKA_LEASE_TTL="1h"
+    ) as server:
+        register(server.api("fred"), "n1", slots=10000)
+        yield server
+
+
+def call(server: Server, row: Row, world: World, caller: str | None):
+    api = server.api(caller)
+    options: dict[str, Any] = {}
+    if row.raw:
+        options["data"] = os.urandom(32)
+        options["headers"] = {"Content-Type": "application/octet-stream"}
+    elif row.body is not None:
+        options["json"] = row.body(world, caller)
+    return api.request(row.method, row.path(world), **options)
+
+
+@pytest.mark.parametrize("name", list(ROWS))
+def test_it_lets_each_caller_do_exactly_what_its_role_may(grid: Server, name: str):
+    row = ROWS[name]
+    shared = make_world(grid)
+    seen: dict[str | None, int] = {}
+    for caller in CALLERS:
+        world = make_world(grid) if row.changes else shared
+        answer = call(grid, row, world, caller)
+        seen[caller] = answer.status_code
+        expected = row.status(caller)
+        assert answer.status_code == expected, (caller, answer.status_code, answer.text[:300])
+        if answer.status_code >= 400 and row.method != "HEAD":
+            assert answer.json()["code"] in CODES[answer.status_code], (caller, answer.text)
+            if row.keeps is not None:
+                key, state = row.keeps(world)
+                shown = grid.api("ada").get(f"tasks/{key}/").json()
+                assert shown["state"] == state, (caller, "a refused call changed the task")
+        if row.changes:
+            # A released task is queued again: out of the way of the next world's claims.
+            grid.api("ada").post(f"tasks/{world.leased}/cancel/")
+        if name == "logout" and answer.status_code == 204:
+            again = grid.api(None).post("auth/token/", json=credentials(world, caller))
+            grid.tokens[str(caller)] = again.json()["token"]
+    assert set(seen) == set(CALLERS)
