@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 from typing import Any
 
 from kolejka.common import KolejkaError, Limits
@@ -85,9 +86,13 @@ class ObserverClient:
         container: bool = False,
         socket_owner: int | None = None,
         parent: RemoteSession | None = None,
+        deadline: float | None = None,
     ) -> RemoteSession:
-        """Open a session (nested in `parent` if given) and return it."""
+        """Open a session (nested in `parent` if given) and return it. `deadline`
+        (`time.monotonic()`) is when the observer kills it unless `set_deadline` moves it."""
         body: dict[str, Any] = {"limits": limits.to_dict(), "container": container}
+        if deadline is not None:
+            body["deadline"] = _from_now(deadline)
         if cpuset is not None:
             body["cpuset"] = list(cpuset)
         if socket_owner is not None:
@@ -96,6 +101,12 @@ class ObserverClient:
             body["parent"] = {"id": parent.id, "secret": parent.secret}
         answer = self.request("POST", "/sessions", body)
         return RemoteSession(self, answer)
+
+
+def _from_now(at: float) -> float:
+    """Seconds from now to `at`: the observer counts on its own clock (the margin of the
+    deadline covers the moment the request takes)."""
+    return max(at - time.monotonic(), 0.0)
 
 
 class RemoteSession:
@@ -129,6 +140,10 @@ class RemoteSession:
 
     def kill(self, reason: Reason) -> None:
         self._call("kill", {"reason": str(reason)})
+
+    def set_deadline(self, at: float | None) -> None:
+        """Have the observer kill the session at `at` (`time.monotonic()`; `None`: never)."""
+        self._call("deadline", {"deadline": None if at is None else _from_now(at)})
 
     def close(self) -> Report:
         """Close the session and return its final report. Idempotent."""
