@@ -15,6 +15,9 @@ from kolejka.common import KolejkaError, Limits
 
 from .sessions import Reason, Report
 
+# A report is read from counters at once: an observer that takes longer is not working.
+REPORT_TIMEOUT = 5.0
+
 
 class ObserverError(KolejkaError):
     """The observer refused a request or could not be reached; `status` is the HTTP status (0:
@@ -49,9 +52,11 @@ class ObserverClient:
         target: str,
         body: dict[str, Any] | None = None,
         secret: str | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
-        """Send one request; return the JSON answer or raise `ObserverError` with its message."""
-        connection = _UnixConnection(self.path, self.timeout)
+        """Send one request; return the JSON answer or raise `ObserverError` with its message
+        (status 0 when no answer came within `timeout`, default the client's)."""
+        connection = _UnixConnection(self.path, timeout or self.timeout)
         headers = {"Content-Type": "application/json"}
         if secret is not None:
             headers["Authorization"] = f"Bearer {secret}"
@@ -130,8 +135,9 @@ class RemoteSession:
     def report(self) -> Report:
         if self._final is not None:
             return self._final
+        timeout = min(self.client.timeout, REPORT_TIMEOUT)
         return Report.from_dict(
-            self.client.request("GET", f"/sessions/{self.id}", secret=self.secret)
+            self.client.request("GET", f"/sessions/{self.id}", secret=self.secret, timeout=timeout)
         )
 
     def attach(self) -> None:

@@ -28,6 +28,7 @@ urlpatterns = [
     path(API + "nodes/", nodes.NodeListView.as_view()),
     path(API + "nodes/<str:name>/", nodes.NodeView.as_view()),
     path(API + "nodes/<str:name>/drain/", nodes.NodeDrainView.as_view()),
+    path(API + "nodes/<str:name>/health/", nodes.NodeHealthView.as_view()),
     path(API + "nodes/<str:name>/claim/", nodes.NodeClaimView.as_view()),
     path(API + "leases/<str:lease_id>/heartbeat/", nodes.LeaseHeartbeatView.as_view()),
     path(API + "leases/<str:lease_id>/result/", nodes.LeaseResultView.as_view()),

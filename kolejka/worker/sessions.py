@@ -4,6 +4,7 @@ the observer's own `Session` code (the result then says ``accounting: cgroup``).
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import secrets
 from typing import TYPE_CHECKING
@@ -38,20 +39,38 @@ def session_limits(limits: Limits) -> Limits:
 
 
 def open_session(
-    config: WorkerConfig, limits: Limits, cores: tuple[int, ...], uid: int
+    config: WorkerConfig,
+    limits: Limits,
+    cores: tuple[int, ...],
+    uid: int,
+    deadline: float | None = None,
 ) -> tuple[SessionHandle, str | None]:
-    """Open the session of one task pinned to `cores`; return it and, with an observer, the path
-    of the session's own socket (to mount into the container; connections need uid `uid`)."""
+    """Open the session of one task pinned to `cores`, killed at `deadline` (monotonic) unless
+    it is moved; return it and, with an observer, the path of the session's own socket (to mount
+    into the container; connections need uid `uid`)."""
     wanted = session_limits(limits)
     if config.observer:
         from kolejka.observer.client import ObserverClient
 
         remote = ObserverClient(config.observer).open(
-            wanted, cpuset=cores, container=True, socket_owner=uid
+            wanted, cpuset=cores, container=True, socket_owner=uid, deadline=deadline
         )
         return remote, remote.socket
     from kolejka.observer.sessions import Session
 
-    # The worker's pid in the name lets `sweep` tell a dead worker's group from a live one.
-    group = _hierarchy().group(f"{config.cgroup_base}/{os.getpid()}-{secrets.token_hex(6)}")
-    return Session(group, wanted, cpuset=cores, container=True), None
+    group = _hierarchy().group(f"{config.cgroup_base}/{group_prefix(config)}{secrets.token_hex(6)}")
+    session = Session(group, wanted, cpuset=cores, container=True)
+    session.set_deadline(deadline)
+    return session, None
+
+
+def owner_tag(owner: str) -> str:
+    """A short name-safe tag of the foreman identity `owner` (a node name and a path)."""
+    return "o" + hashlib.sha256(owner.encode()).hexdigest()[:12]
+
+
+def group_prefix(config: WorkerConfig) -> str:
+    """How the names of the groups this worker makes (without an observer) begin: the owner's
+    tag, if any, then the worker's pid, so that `sweep` tells its own and a dead worker's."""
+    owner = f"{owner_tag(config.owner)}-" if config.owner is not None else ""
+    return f"{owner}{os.getpid()}-"

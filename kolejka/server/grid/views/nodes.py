@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from kolejka.common import Capacity, Demand, Limits, SpecError
 from kolejka.common import Task as TaskSpec
 
-from .. import claims, leases, wakeup
+from .. import claims, health, leases, wakeup
 from ..errors import Conflict, Invalid, NotFound, spec_error
 from ..models import Lease, Node, Role, Task, User
 from ..params import body_object, flag, wait_seconds
@@ -22,6 +22,7 @@ from ..serializers import (
     ClaimSerializer,
     DrainSerializer,
     FailRequestSerializer,
+    HealthRequestSerializer,
     HeartbeatRequestSerializer,
     HeartbeatSerializer,
     LeaseSerializer,
@@ -119,6 +120,20 @@ class NodeDrainView(APIView):
         with transaction.atomic():
             node.save(update_fields=["draining"])
             wakeup.notify(wakeup.QUEUE)
+        return Response(NodeSerializer(node).data)
+
+
+class NodeHealthView(APIView):
+    permission_classes = (FOREMEN,)
+
+    @extend_schema(request=HealthRequestSerializer, responses={200: NodeSerializer})
+    def post(self, request: Request, name: str) -> Response:
+        user = user_of(request)
+        node = Node.objects.filter(name=name, owner=user).first()
+        if node is None:
+            raise NotFound("no such node; register it first (PUT /api/v1/nodes/{name}/)")
+        data = body_object(request, {"problems"})
+        node = health.report(node, health.problems_of(data.get("problems")))
         return Response(NodeSerializer(node).data)
 
 

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import submit, transitions, wakeup
+from .. import pending, submit, transitions, wakeup
 from ..errors import NotFinished, NotFound
 from ..models import FINISHED, Batch, State, Task, User
 from ..params import choice, page, wait_seconds
@@ -79,9 +79,10 @@ class TaskListView(APIView):
         found = list(tasks[: limit + 1])
         more = len(found) > limit
         found = found[:limit]
+        reasons = pending.Reasons()
         return Response(
             {
-                "results": [task_resource(task) for task in found],
+                "results": [task_resource(task, reasons) for task in found],
                 "next": str(found[-1].pk) if more else None,
             }
         )
@@ -108,8 +109,10 @@ class BatchSubmitView(APIView):
         assert batch is not None
         for task in tasks:
             task.batch = batch
+        reasons = pending.Reasons()
         return Response(
-            {"batch": batch.key, "tasks": [task_resource(task) for task in tasks]}, status=201
+            {"batch": batch.key, "tasks": [task_resource(task, reasons) for task in tasks]},
+            status=201,
         )
 
 
