@@ -233,8 +233,8 @@ class Lease:
             expires=_time(document.get("expires")),
             ttl=ttl,
             attempt=_int(document.get("attempt"), 1),
-            # A server that does not say: the server's default margin, a tenth of the lease.
-            margin=float(margin) if isinstance(margin, int | float) else ttl / 10,
+            # A server that does not say: the server's default margin, a twentieth of the lease.
+            margin=float(margin) if isinstance(margin, int | float) else ttl / 20,
         )
 
 

@@ -231,7 +231,7 @@ def _beat(run: TaskRun, client: KolejkaClient, interval: float | None) -> None:
         # The server renewed the lease for `ttl` from a moment after `sent`: by our clock it
         # surely lasts until `sent + ttl`. The task's session kills it at that less the margin.
         run.deadline.extend(sent + ttl - run.lease.margin)
-        due = time.monotonic() + interval
+        due = sent + interval  # a period from send to send: slow answers do not add up
         if beat.cancel:
             log.info("task %s: cancelled by its owner", run.info.key)
             run.stop("cancelled")

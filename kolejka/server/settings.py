@@ -248,7 +248,9 @@ LEASE_TTL = env_seconds("KOLEJKA_LEASE_TTL", "60s")
 # A node kills its copy of a task at `expires - margin` unless it renewed the lease, and the
 # server requeues the task only after `expires + margin`: two copies never run at once, even
 # when the node froze (the observer kills it) or its clock runs a little apart.
-LEASE_MARGIN = env_seconds("KOLEJKA_LEASE_MARGIN", f"{LEASE_TTL / 10}s")
+# A twentieth of the lease by default: heartbeats that come as late as 0.9 of the lease still
+# renew it before the node's own deadline.
+LEASE_MARGIN = env_seconds("KOLEJKA_LEASE_MARGIN", f"{LEASE_TTL / 20}s")
 if LEASE_MARGIN >= LEASE_TTL / 2:
     raise ImproperlyConfigured(
         f"KOLEJKA_LEASE_MARGIN ({LEASE_MARGIN:g} s) must be less than half of KOLEJKA_LEASE_TTL "
