@@ -163,9 +163,9 @@ class StandInForeman:
     """Claims the tasks of one test (they require its tag) and reports results, as a foreman
     would, through `KolejkaClient`'s node calls."""
 
-    def __init__(self, server: LiveServer, tag: str) -> None:
+    def __init__(self, server: LiveServer, tag: str, name: str | None = None) -> None:
         self.client = server.client("fred")
-        self.name = f"node-{tag}"
+        self.name = name or f"node-{tag}"
         self.free = Capacity(cpus=4, memory=8 << 30, workspace=8 << 30)
         self.client.register_node(self.name, self.free, tags=[tag])
 

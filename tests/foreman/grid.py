@@ -142,6 +142,10 @@ class Grid:
         """Start a foreman for this grid's tasks; `args` are extra flags."""
         work = self.root / name
         log = self.root / f"{name}.log"
+        count = 1
+        while log.exists():  # a second foreman of this name keeps a log of its own
+            count += 1
+            log = self.root / f"{name}-{count}.log"
         with open(log, "wb") as output:
             process = subprocess.Popen(
                 [
