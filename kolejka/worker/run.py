@@ -404,7 +404,10 @@ class _Run:
             return
         result.result = outcome.exit_code
         killed = report.killed if report is not None else None
-        if killed is Reason.DEADLINE:
+        # Past the deadline the attempt is over, whoever killed the task (the watchdog of a
+        # foreman that was frozen, before the session's own watcher could say so).
+        late = self.deadline is not None and self.deadline.left() <= 0
+        if killed is Reason.DEADLINE or late:
             self._fail(
                 "the task was stopped at its lease's deadline: its node could not renew the lease "
                 "in time"

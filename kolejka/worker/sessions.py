@@ -1,5 +1,6 @@
 """Opening a task's cgroup session: at the observer when the worker has one, else in-process with
-the observer's own `Session` code (the result then says ``accounting: cgroup``)."""
+the observer's own `Session` code (the result then says ``accounting: cgroup``), whose deadline a
+`Watchdog` process also holds."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from .config import WorkerConfig
 
 if TYPE_CHECKING:
     from kolejka.observer.cgroups import Hierarchy
+    from kolejka.observer.sessions import Reason, Report, Session
 
     from .run import SessionHandle
+    from .watchdog import Watchdog
 
 
 @functools.cache
@@ -60,8 +63,44 @@ def open_session(
 
     group = _hierarchy().group(f"{config.cgroup_base}/{group_prefix(config)}{secrets.token_hex(6)}")
     session = Session(group, wanted, cpuset=cores, container=True)
+    if deadline is None:
+        return session, None
+    from .watchdog import Watchdog
+
     session.set_deadline(deadline)
-    return session, None
+    try:
+        return Guarded(session, Watchdog(group.path, deadline)), None
+    except OSError:
+        session.close()
+        raise
+
+
+class Guarded:
+    """An in-process session whose deadline a watchdog process holds as well: the session's
+    own watcher is frozen with a frozen foreman, the watchdog is not."""
+
+    def __init__(self, session: Session, watchdog: Watchdog) -> None:
+        self.session = session
+        self.watchdog = watchdog
+
+    @property
+    def cgroup_parent(self) -> str:
+        return self.session.cgroup_parent
+
+    def kill(self, reason: Reason) -> None:
+        self.session.kill(reason)
+
+    def set_deadline(self, at: float | None) -> None:
+        self.session.set_deadline(at)
+        if at is not None:
+            self.watchdog.move(at)
+
+    def report(self) -> Report:
+        return self.session.report()
+
+    def close(self) -> Report:
+        self.watchdog.close()
+        return self.session.close()
 
 
 def owner_tag(owner: str) -> str:
