@@ -48,6 +48,14 @@ def node_of(user: User, name: str) -> Node:
     return node
 
 
+def own_node(user: User, name: str) -> Node:
+    """The node `name` that foreman `user` registered; 404 otherwise."""
+    node = Node.objects.filter(name=name, owner=user).first()
+    if node is None:
+        raise NotFound("no such node; register it first (PUT /api/v1/nodes/{name}/)")
+    return node
+
+
 def _tags(value: object) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(tag, str) and tag for tag in value):
         raise Invalid("tags: must be a list of non-empty strings", field="tags")
@@ -128,10 +136,7 @@ class NodeHealthView(APIView):
 
     @extend_schema(request=HealthRequestSerializer, responses={200: NodeSerializer})
     def post(self, request: Request, name: str) -> Response:
-        user = user_of(request)
-        node = Node.objects.filter(name=name, owner=user).first()
-        if node is None:
-            raise NotFound("no such node; register it first (PUT /api/v1/nodes/{name}/)")
+        node = own_node(user_of(request), name)
         data = body_object(request, {"problems"})
         node = health.report(node, health.problems_of(data.get("problems")))
         return Response(NodeSerializer(node).data)
@@ -153,10 +158,7 @@ class NodeClaimView(APIView):
 
     @extend_schema(request=ClaimRequestSerializer, responses={200: ClaimSerializer})
     def post(self, request: Request, name: str) -> Response:
-        user = user_of(request)
-        node = Node.objects.filter(name=name, owner=user).first()
-        if node is None:
-            raise NotFound("no such node; register it first (PUT /api/v1/nodes/{name}/)")
+        node = own_node(user_of(request), name)
         data = body_object(request, {"free", "idle", "wait"})
         wait = wait_seconds(data.get("wait"))
         try:
