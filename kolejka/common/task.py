@@ -284,22 +284,25 @@ def load_task(folder: str | os.PathLike[str], *, local: bool = True) -> Task:
 
 
 def check_task_files(task: Task, folder: str | os.PathLike[str], *, local: bool = True) -> None:
-    """Check that every `path` file of `task` names a regular file inside `folder`.
+    """Check that every `path` file of `task` names a regular file under `folder`.
 
-    Symlinks may not lead out of `folder`. With `local`, references to server blobs are refused,
-    since there is no server.
+    The names themselves stay inside `folder` (`check_name`); a symlink on the way is followed
+    wherever it points, as the original kolejka does (kolejka-judge writes task folders of
+    symlinks to the submitter's own files), but it must end at a regular file: not a folder, a
+    FIFO (reading it would block) or a device (``/dev/zero`` would fill the workspace). With
+    `local`, references to server blobs are refused, since there is no server.
     """
-    real_root = Path(folder).resolve()
+    root = Path(folder)
     for name, spec in task.files.items():
         if spec.path is None:
             if local:
                 raise SpecError(f"files.{name}", spec.to_dict(), "a local task has no server blobs")
             continue
-        source = (real_root / spec.path).resolve()
-        if not source.is_relative_to(real_root):
-            raise SpecError(f"files.{name}.path", spec.path, "leads out of the task folder")
+        source = root / spec.path
         if not source.is_file():
-            raise SpecError(f"files.{name}.path", spec.path, "is not a file in the task folder")
+            broken = source.is_symlink() and not source.exists()
+            what = "is a broken symlink" if broken else "is not a file"
+            raise SpecError(f"files.{name}.path", spec.path, f"{what} in the task folder")
 
 
 def save_task(task: Task, folder: str | os.PathLike[str]) -> Path:

@@ -18,7 +18,7 @@ from kolejka import __version__
 from kolejka.client import ClientError, KolejkaClient, load_settings
 from kolejka.common import KolejkaError
 from kolejka.worker import WorkerConfig, execute, sweep
-from kolejka.worker.config import DEFAULT_LIMITS
+from kolejka.worker.config import DEFAULT_LIMITS, DEFAULT_MAXIMA
 
 from .config import add_arguments, build_config, describe
 from .foreman import Foreman
@@ -99,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 4 if isinstance(error, Locked) else 2
     worker = WorkerConfig(
         defaults=config.defaults,
+        maxima=config.maxima.with_defaults(DEFAULT_MAXIMA),
+        root_images=config.root_images,
         observer=config.observer,
         tags=tuple(sorted(config.tags)),
         temp_dir=config.work_dir / "workspaces",

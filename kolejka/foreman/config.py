@@ -35,6 +35,8 @@ class ForemanConfig:
     tags: frozenset[str]
     slots: int
     defaults: Limits = field(default_factory=Limits)
+    maxima: Limits = field(default_factory=Limits)
+    root_images: tuple[str, ...] = ()
     observer: str | None = DEFAULT_OBSERVER
     blob_cache: int = 10 * 2**30
     image_cache: int = 50 * 2**30
@@ -130,6 +132,10 @@ def build_config(
         tags=detected_tags | _pick(args.tags, settings, "tags", _tags, frozenset()),
         slots=_pick(args.slots, settings, "slots", parse_int, max(capacity.cpus, 1)),
         defaults=_pick(args.defaults, settings, "defaults", _limits, Limits(cpus=1)),
+        maxima=_pick(args.maxima, settings, "maxima", _limits, Limits()),
+        root_images=tuple(
+            sorted(_pick(args.root_images, settings, "root_images", _tags, frozenset()))
+        ),
         observer=observer or None,
         blob_cache=_pick(args.blob_cache, settings, "blob_cache", parse_memory, 10 * 2**30),
         image_cache=_pick(args.image_cache, settings, "image_cache", parse_memory, 50 * 2**30),
@@ -173,6 +179,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--resources", type=lambda t: _counts(t, "resources"), help="e.g. licence=1,fpga=2")
     add("--tags", type=lambda t: _tags(t, "tags"), help="extra tags, comma-separated")
     add("--defaults", type=lambda t: _limits(t, "defaults"), help="limits for tasks that set none")
+    add("--maxima", type=lambda t: _limits(t, "maxima"), help="caps on limits, e.g. root=true")
+    add(
+        "--root-images",
+        type=lambda t: _tags(t, "root_images"),
+        help="images whose tasks run as root, comma-separated patterns (e.g. 'kolejka/judge:*')",
+    )
     add("--blob-cache", type=memory, help="disk for cached task files (default 10G)")
     add("--image-cache", type=memory, help="disk for images this foreman pulls (default 50G)")
     add("--grace", type=duration, help="on SIGTERM, how long tasks may finish (default 60s)")
@@ -193,6 +205,8 @@ def describe(config: ForemanConfig) -> Mapping[str, Any]:
         "tags": sorted(config.tags),
         "slots": config.slots,
         "defaults": config.defaults.to_dict(),
+        "maxima": config.maxima.to_dict(),
+        "root_images": list(config.root_images),
         "observer": config.observer,
         "work_dir": str(config.work_dir),
     }

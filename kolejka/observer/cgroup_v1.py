@@ -1,11 +1,13 @@
 """A session's group on cgroup v1: one directory per controller hierarchy.
 
-Two v1 quirks shape this code. The kernel records limit hits (``memory.failcnt``,
-``pids.events``) and OOM kills on the group of the process concerned, which for a container is
-the runtime's child group, gone when the container is removed; so OOM events of the session's
-own limit are caught with the v1 eventfd notification on ``memory.oom_control`` (as docker does
-for its ``OOMKilled`` flag), and the limit-hit counts are reported as unknown. And a new cpuset
-group starts with no cores, so every level we create gets its parent's.
+Two v1 quirks shape this code. The kernel records refused forks (``pids.events``) and OOM kills
+on the group of the process concerned, which for a container is the runtime's child group; so
+OOM events of the session's own limit are caught with the v1 eventfd notification on
+``memory.oom_control`` (as docker does for its ``OOMKilled`` flag), and refused forks are summed
+over the session's groups while they exist (the session polls them while it runs: the runtime
+removes the container's group when the container exits). Hits of the memory limit are counted
+on the group that holds the limit, the session's (``memory.failcnt``). And a new cpuset group
+starts with no cores, so every level we create gets its parent's.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .cgroups import (
     read_int,
     read_text,
     remove_tree,
+    walk_down,
     write,
 )
 
@@ -123,18 +126,36 @@ class CgroupV1:
         pids = self._dir("pids")
         peak_file = pids / "pids.peak"
         usage, user, system = self.cpu_times()
+        memory_peak = read_int(memory / "memory.max_usage_in_bytes")
+        memsw_peak = memory / "memory.memsw.max_usage_in_bytes"
         return Counters(
             cpu_usage=usage,
             cpu_user=user,
             cpu_system=system,
             memory_current=read_int(memory / "memory.usage_in_bytes"),
-            memory_peak=read_int(memory / "memory.max_usage_in_bytes"),
-            memory_failures=None,
+            memory_peak=memory_peak,
+            memory_failures=read_int(memory / "memory.failcnt"),
             memory_ooms=self._read_ooms(),
             pids_current=self.pids_current(),
             pids_peak=read_int(peak_file) if peak_file.exists() else None,
-            pids_failures=None,
+            pids_failures=self.refused_forks(),
+            cpu_percpu=self.cpu_percpu(),
+            swap_peak=max(0, read_int(memsw_peak) - memory_peak) if memsw_peak.exists() else None,
         )
+
+    def cpu_percpu(self) -> tuple[float, ...]:
+        """CPU seconds used on each CPU of the host, by number."""
+        text = read_text(self._dir("cpuacct") / "cpuacct.usage_percpu")
+        return tuple(int(value) * _NS for value in text.split())
+
+    def refused_forks(self) -> int:
+        """Forks refused by a pids limit in the session's groups that exist now."""
+        refused = 0
+        for group in walk_down(self._dir("pids")):
+            with contextlib.suppress(OSError):  # a group may vanish while we look
+                events = (group / "pids.events").read_text().split()
+                refused += int(events[events.index("max") + 1]) if "max" in events else 0
+        return refused
 
     def _read_ooms(self) -> int:
         with self._lock:

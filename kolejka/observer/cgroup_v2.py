@@ -18,6 +18,7 @@ from pathlib import Path
 from .cgroups import (
     CFS_PERIOD_US,
     V2_CONTROLLERS,
+    CgroupError,
     Counters,
     GroupLimits,
     cpu_list,
@@ -87,11 +88,22 @@ class CgroupV2:
     def pids_current(self) -> int:
         return read_int(self.dir / "pids.current")
 
+    def refused_forks(self) -> int | None:
+        try:
+            return self._events("pids").get("max")
+        except CgroupError:  # the group is going away
+            return None
+
+    def cpu_percpu(self) -> tuple[float, ...]:
+        """Unknown: the unified hierarchy counts CPU time per group, not per CPU."""
+        return ()
+
     def counters(self) -> Counters:
         usage, user, system = self.cpu_times()
         memory_events = self._events("memory")
         pids_events = self._events("pids")
         pids_peak = self.dir / "pids.peak"
+        swap_peak = self.dir / "memory.swap.peak"
         return Counters(
             cpu_usage=usage,
             cpu_user=user,
@@ -103,6 +115,7 @@ class CgroupV2:
             pids_current=self.pids_current(),
             pids_peak=read_int(pids_peak) if pids_peak.exists() else None,
             pids_failures=pids_events.get("max"),
+            swap_peak=read_int(swap_peak) if swap_peak.exists() else None,
         )
 
     def _memory_peak(self) -> int:

@@ -33,6 +33,31 @@ def is_within(session: Session, ancestor: Session) -> bool:
     return False
 
 
+def innermost(scope: Session, group: str | None) -> Session:
+    """The deepest session, `scope` or one nested in it, whose group holds cgroup `group` (a
+    process's group, as `group_of` gives it): the session that process runs in."""
+    current = scope
+    while group is not None:
+        inner = [
+            child
+            for child in list(current.children.values())
+            if group == child.cgroup.path or group.startswith(child.cgroup.path + "/")
+        ]
+        if not inner:
+            break
+        current = inner[0]
+    return current
+
+
+def _enclosing(session: Session) -> frozenset[str]:
+    ids = set()
+    current = session.parent
+    while current is not None:
+        ids.add(current.id)
+        current = current.parent
+    return frozenset(ids)
+
+
 def _descendants(session: Session) -> int:
     return sum(1 + _descendants(child) for child in list(session.children.values()))
 
@@ -54,7 +79,9 @@ class Registry:
         self.max_nested = max_nested
         self._lock = threading.Lock()
         self._open: dict[str, Session] = {}
-        self._closed: OrderedDict[str, tuple[str, Report]] = OrderedDict()
+        # Closed sessions by id: their secret, final report, and the ids of the sessions that
+        # enclosed them (so that a task is shown only its own).
+        self._closed: OrderedDict[str, tuple[str, Report, frozenset[str]]] = OrderedDict()
 
     def sweep(self) -> list[str]:
         """Kill and remove every group under the base: sessions of an observer that died. Return
@@ -129,13 +156,18 @@ class Registry:
         with self._lock:
             return self._open.get(session_id)
 
-    def final(self, session_id: str, secret: str | None) -> Report | None:
-        """The final report of a recently closed session, given its secret."""
+    def final(
+        self, session_id: str, secret: str | None, within: Session | None = None
+    ) -> Report | None:
+        """The final report of a recently closed session, given its secret; with `within`, only
+        of a session that was nested in that one."""
         with self._lock:
             kept = self._closed.get(session_id)
         if kept is None or secret is None:
             return None
         if not hmac.compare_digest(kept[0].encode(), secret.encode()):
+            return None
+        if within is not None and within.id not in kept[2]:
             return None
         return kept[1]
 
@@ -151,7 +183,7 @@ class Registry:
             for closed in nested:
                 self._open.pop(closed.id, None)
                 final = closed.report()
-                self._closed[closed.id] = (closed.secret, final)
+                self._closed[closed.id] = (closed.secret, final, _enclosing(closed))
             while len(self._closed) > CLOSED_KEPT:
                 self._closed.popitem(last=False)
         return report

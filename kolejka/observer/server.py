@@ -37,9 +37,10 @@ from kolejka import __version__
 from kolejka.common import KolejkaError, Limits, SpecError
 from kolejka.common.units import parse_time
 
+from . import legacy
 from .cgroups import CgroupError, Hierarchy, group_of
 from .owners import Owners
-from .registry import Registry, TooMany, is_within
+from .registry import Registry, TooMany, innermost, is_within
 from .sessions import Reason, Session
 
 log = logging.getLogger(__name__)
@@ -286,6 +287,8 @@ class Observer:
             own = scope.cgroup.path
             if group is None or not (group == own or group.startswith(own + "/")):
                 raise HttpError(403, "this socket serves only the processes of its session")
+        if scope is not None and legacy.handles(method, path):
+            return legacy.route(self, scope, handler.peer[0], path, body)
         if path == "/" and method == "GET":
             return 200, {
                 "service": "kolejka-observer",
@@ -303,7 +306,7 @@ class Observer:
                 return 200, scope.report().to_dict()
             session = self._find(session_id, handler.secret(), scope)
             if session is None:
-                final = self.registry.final(session_id, handler.secret())
+                final = self.registry.final(session_id, handler.secret(), within=scope)
                 if final is None:
                     raise HttpError(404, "no such session")
                 return 200, final.to_dict()
@@ -319,6 +322,9 @@ class Observer:
             self.registry.close(session)
             self._unlisten(session.id)
 
+    def _innermost(self, handler: Handler, scope: Session) -> Session:
+        return innermost(scope, group_of(handler.peer[0], self.hierarchy))
+
     def _find(self, session_id: str, secret: str | None, scope: Session | None) -> Session | None:
         session = self.registry.find(session_id, secret)
         if session is None:
@@ -330,14 +336,7 @@ class Observer:
     def _open(
         self, handler: Handler, scope: Session | None, body: dict[str, Any]
     ) -> dict[str, Any]:
-        unknown = set(body) - {
-            "limits",
-            "cpuset",
-            "container",
-            "parent",
-            "socket_owner",
-            "deadline",
-        }
+        unknown = set(body) - OPEN_FIELDS
         if unknown:
             raise HttpError(400, f"unknown field {sorted(unknown)[0]!r}")
         limits = Limits.from_dict(body.get("limits") or {})
@@ -345,13 +344,16 @@ class Observer:
         if outside:
             known = ", ".join(sorted(SESSION_LIMITS))
             raise HttpError(400, f"limits.{outside[0]}: a session enforces only {known}")
-        parent = scope
+        # Through a session's socket, sessions nest in the one the caller runs in: never above
+        # its own limits.
+        inner = None if scope is None else self._innermost(handler, scope)
+        parent = inner
         if body.get("parent") is not None:
             reference = body["parent"]
             if not isinstance(reference, dict):
                 raise HttpError(400, 'parent must be {"id": ..., "secret": ...}')
             parent = self._find(str(reference.get("id")), str(reference.get("secret")), scope)
-            if parent is None:
+            if parent is None or (inner is not None and not is_within(parent, inner)):
                 raise HttpError(404, "no such session")
         cpuset = body.get("cpuset")
         if cpuset is not None and (
@@ -409,13 +411,17 @@ class Observer:
     ) -> dict[str, Any]:
         session = self._find(session_id, handler.secret(), scope)
         if session is None:
-            final = self.registry.final(session_id, handler.secret())
+            final = self.registry.final(session_id, handler.secret(), within=scope)
             if verb == "close" and final is not None:
                 return final.to_dict()  # close is idempotent
             raise HttpError(404, "no such session")
         if verb == "attach":
             pid = handler.peer[0]
-            if session.parent is not None:
+            if scope is not None:
+                inner = self._innermost(handler, scope)
+                if session is inner or not is_within(session, inner):
+                    raise HttpError(403, "a process may attach only to a session nested in its own")
+            elif session.parent is not None:
                 group = group_of(pid, self.hierarchy)
                 outer = session.parent.cgroup.path
                 if group is None or not (group == outer or group.startswith(outer + "/")):

@@ -165,11 +165,13 @@ class Session:
         self._state = State.WAITING
         self._killed: Reason | None = None
         self._baseline = _Cpu()
+        self._baseline_percpu: tuple[float, ...] = ()
         self._started: float | None = None
         self._ended: float | None = None
         self._main: int | None = None  # pidfd of the program's first process
         self._runtime_pids = 0
         self._pids_seen = 0
+        self._refused_seen = 0  # forks refused, as seen while the groups that count them exist
         self._final: Report | None = None
         self._deadline: float | None = None  # time.monotonic() past which the session is killed
         try:
@@ -294,6 +296,9 @@ class Session:
             self._runtime_pids = self.cgroup.counters().pids_peak or 0
             self._apply_task_limits()
             self.cgroup.reset_memory_peak()
+        # After the limits, which must come as soon as can be; `_percpu` scales the per-CPU
+        # figures to the total, whose baseline is exact.
+        self._baseline_percpu = self.cgroup.cpu_percpu()
 
     def _apply_task_limits(self) -> None:
         """Drop the limits held high for the runtime to the task's. The kernel refuses a memory
@@ -329,11 +334,12 @@ class Session:
     def _enforce(self) -> None:
         """Until the session closes: kill it when a limit passes, and note when its program
         exits (also after a kill: the wall time ends at the death, not at the decision)."""
-        limits, cores = self.limits, self._cores()
         while self._state is not State.CLOSED and self._started is not None:
             if self._killed is not None and (self._ended is not None or self._main is None):
                 return
+            limits, cores = self.limits, self._cores()  # `set_limits` may change them
             self._pids_seen = max(self._pids_seen, self.cgroup.pids_current())
+            self._refused_seen = max(self._refused_seen, self.cgroup.refused_forks() or 0)
             pause = RUN_POLL_MAX
             if self._killed is None:
                 if self._expired():
@@ -378,6 +384,7 @@ class Session:
             if self._state is not State.WAITING or self.container:
                 return
             self._baseline = _Cpu(*self.cgroup.cpu_times())
+            self._baseline_percpu = self.cgroup.cpu_percpu()
             self._started = time.monotonic()
             self._state = State.RUNNING
             self._watch_main(pid)
@@ -414,6 +421,9 @@ class Session:
             # The kernel's peak is the runtime's init: the program never had more processes than
             # that, and the most we saw is all we know.
             pids_peak = max(self._pids_seen, counters.pids_current, 1)
+        refused = counters.pids_failures
+        if refused is not None:
+            refused = max(refused, self._refused_seen)
         started = self._started
         elapsed = 0.0 if started is None else (self._ended or now) - started
         # Rounded to what the kernel counts in (ns) and our clock is good for (us), so that the
@@ -426,15 +436,53 @@ class Session:
             killed=self._killed,
             stats=Stats(
                 cpu=CpuStats(usage=usage, user=user, system=system),
+                cpus=self._percpu(counters.cpu_percpu, usage),
                 memory=MemoryStats(
                     max_usage=counters.memory_peak,
+                    max_swap=counters.swap_peak,
                     failures=counters.memory_failures,
                     oom_kills=counters.memory_ooms,
                 ),
-                pids=PidsStats(max_usage=pids_peak, failures=counters.pids_failures),
+                pids=PidsStats(max_usage=pids_peak, failures=refused),
                 time=round(max(0.0, elapsed), 6),
             ),
         )
+
+    def _percpu(self, now: tuple[float, ...], usage: float) -> dict[str, CpuStats]:
+        """CPU time on each CPU used since the program started (CPUs it used, by number): the
+        kernel's per-CPU counts less those at the start, scaled to add up to `usage` (the
+        per-CPU baseline is read a moment after the total's)."""
+        base = self._baseline_percpu or (0.0,) * len(now)
+        used = {index: max(0.0, value - base[index]) for index, value in enumerate(now)}
+        total = sum(used.values())
+        if not total or len(base) != len(now):
+            return {}
+        return {
+            str(index): CpuStats(usage=round(usage * value / total, 9))
+            for index, value in used.items()
+            if value > 0
+        }
+
+    def _bound(self, limits: Limits) -> Limits:
+        """`limits` at most this session's `memory`, `swap`, `pids` and `cpus` (a nested
+        session's `time` and `cpu_time` are its own; this session's still apply to it)."""
+        mine = self.limits
+        return limits.tightened(
+            Limits(memory=mine.memory, swap=mine.swap, pids=mine.pids, cpus=mine.cpus)
+        )
+
+    def set_limits(self, limits: Limits) -> Limits:
+        """Replace this session's limits (bounded by its parent's, as when it was opened);
+        return those in force. Raises `CgroupError` once it is closed or killed."""
+        with self._lock:
+            if self._closing():
+                raise CgroupError(f"session {self.id} is {self._killed or 'closed'}")
+            bounded = self.parent._bound(limits) if self.parent is not None else limits
+            self.limits = bounded
+            starting = self.container and self._state is State.WAITING
+            self.cgroup.set_limits(self._group_limits(starting=starting))
+        self._wake.set()
+        return bounded
 
     def open_child(
         self, limits: Limits, *, container: bool = False, session_id: str | None = None
@@ -443,11 +491,7 @@ class Session:
         with self._lock:
             if self._closing():
                 raise CgroupError(f"session {self.id} is {self._killed or 'closed'}")
-            bounded = limits.tightened(
-                Limits(memory=self.limits.memory, swap=self.limits.swap, pids=self.limits.pids)
-            )
-            if self.limits.cpus is not None:
-                bounded = bounded.tightened(Limits(cpus=self.limits.cpus))
+            bounded = self._bound(limits)
             child_id = session_id or secrets.token_hex(8)
             child = Session(
                 self.cgroup.child(child_id),

@@ -77,6 +77,14 @@ def _parser() -> argparse.ArgumentParser:
         "is refused unless allowed here) [KOLEJKA_WORKER_MAXIMA]",
     )
     option(
+        "--root-images",
+        metavar="PATTERNS",
+        default=_env("KOLEJKA_WORKER_ROOT_IMAGES", ""),
+        help="images whose tasks run as root unless they ask root: false, comma-separated "
+        "patterns such as 'kolejka/judge:*' (the original ran every task as root; "
+        "kolejka-judge needs it) [KOLEJKA_WORKER_ROOT_IMAGES]",
+    )
+    option(
         "--max-output",
         metavar="SIZE",
         default=_env("KOLEJKA_WORKER_MAX_OUTPUT", "16M"),
@@ -137,6 +145,7 @@ def _config(args: argparse.Namespace) -> WorkerConfig:
         tags=tuple(tag for tag in args.tags.split(",") if tag),
         temp_dir=args.temp_dir,
         cgroup_base=args.cgroup_base,
+        root_images=tuple(pattern for pattern in args.root_images.split(",") if pattern),
     )
 
 

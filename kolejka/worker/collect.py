@@ -1,9 +1,12 @@
 """Collecting result files from a task's working folder after its run.
 
-The folder was written by untrusted code, so the walk never follows a symbolic link (a link to
-``/etc/shadow`` must not export the host's file), takes only regular files (a FIFO would block us,
-a device would read the host's hardware), opens each with ``O_NOFOLLOW`` and checks it again, and
-stops at the operator's caps on the number and total size of files.
+The folder was written by untrusted code, so the walk never enters a symlinked folder, takes only
+regular files (a FIFO would block us, a device would read the host's hardware), opens each with
+``O_NOFOLLOW`` and checks it again, and stops at the operator's caps on the number and total size
+of files. A symlink to a file is collected as the original kolejka collects it, as the file it
+points to, but only where it points inside the working folder as the task saw it (relative, or
+absolute under ``/var/lib/kolejka/task``), every link on the way resolved the same way: a link to
+``/etc/shadow`` never exports the host's file, nor the image's.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kolejka.common import Collect, FileSpec, SpecError, check_name
+
+from .container import TASK_FOLDER
 
 _CHUNK = 1 << 20
 
@@ -55,8 +60,10 @@ def _component(part: str) -> str:
     return "".join(out)
 
 
-def regular_files(folder: Path) -> Iterator[str]:
-    """Relative names of the regular files under `folder`, never entering a symlinked folder."""
+def regular_files(folder: Path, mount: str = TASK_FOLDER) -> Iterator[tuple[str, str]]:
+    """``(name, source)`` of the files under `folder`, never entering a symlinked folder: a
+    regular file is its own source, a symlink the file it points to within `folder` (the task
+    saw `folder` at `mount`); links leading anywhere else are left out."""
     stack = [""]
     while stack:
         prefix = stack.pop()
@@ -69,11 +76,51 @@ def regular_files(folder: Path) -> Iterator[str]:
         for entry in entries:
             name = f"{prefix}/{entry.name}" if prefix else entry.name
             if entry.is_symlink():
-                continue
-            if entry.is_dir(follow_symlinks=False):
+                source = resolve_inside(folder, name, mount)
+                if source is not None and (folder / source).is_file():
+                    yield name, source
+            elif entry.is_dir(follow_symlinks=False):
                 stack.append(name)
             elif entry.is_file(follow_symlinks=False):
-                yield name
+                yield name, name
+
+
+MAX_HOPS = 40  # as the kernel's limit on symlinks in one lookup
+
+
+def resolve_inside(folder: Path, name: str, mount: str = TASK_FOLDER) -> str | None:
+    """Where `name` (relative to `folder`, which the task saw at `mount`) leads once every
+    symlink on the way is followed as inside the task's container: a path relative to `folder`,
+    or `None` if it leads out of `folder`, loops, or breaks."""
+    parts = name.split("/")
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                return None
+            resolved.pop()
+            continue
+        try:
+            info = os.lstat(folder.joinpath(*resolved, part))
+        except OSError:
+            return None
+        if not stat.S_ISLNK(info.st_mode):
+            resolved.append(part)
+            continue
+        hops += 1
+        if hops > MAX_HOPS:
+            return None
+        target = os.readlink(folder.joinpath(*resolved, part))
+        if target.startswith("/"):
+            if target != mount and not target.startswith(mount + "/"):
+                return None
+            resolved, target = [], target[len(mount) :]
+        parts = target.split("/") + parts
+    return "/".join(resolved) or None
 
 
 @dataclass
@@ -114,7 +161,7 @@ def collect(
     candidates = list(regular_files(source))
     for rule in rules:
         pattern = glob_regex(rule.glob)
-        for relative in candidates:
+        for relative, origin in candidates:
             if not pattern.fullmatch(relative):
                 continue
             parts = relative.split("/")[rule.strip :]
@@ -130,7 +177,7 @@ def collect(
             if len(result.files) >= max_files:
                 result.truncated = True
                 return result
-            copied = _copy(source / relative, target / name, max_bytes - result.bytes)
+            copied = _copy(source / origin, target / name, max_bytes - result.bytes)
             if copied is None:
                 result.truncated = True
                 return result

@@ -30,6 +30,7 @@ DEFAULT_LIMITS = Limits(
     pids=512,
     time=600.0,
     workspace=1 * GiB,
+    storage=1 * GiB,
     network=False,
     root=False,
     gpus=0,
@@ -61,6 +62,9 @@ class WorkerConfig:
     - `owner`: the identity of the foreman the worker runs in (its node name and work dir): it
       labels the containers and names the groups the worker makes, and `sweep` then removes only
       what carries it (another grid's foreman on the same host keeps its own).
+    - `root_images`: image patterns (``kolejka/judge:*``, as `fnmatch`) whose tasks run as root
+      unless they ask ``root: false``, whatever `defaults` and `maxima` say of root: the
+      original kolejka ran every task as root, and kolejka-judge's tasks need it.
     """
 
     defaults: Limits = DEFAULT_LIMITS
@@ -83,6 +87,7 @@ class WorkerConfig:
     )
     labels: tuple[tuple[str, str], ...] = ()
     owner: str | None = None
+    root_images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,17 @@
 """The docker container of one task, as the engine's API takes it: safe by default.
 
-No network unless asked, every capability dropped, no new privileges, a read-only root, an
-unprivileged user, no host path but the task's own workspace (and the session's observer socket),
-no image VOLUMEs on the host, no healthcheck processes, no logs kept, no core dumps, and the task's
-cgroup session as the container's cgroup parent. This module only builds the document (a plain
-dict, so it is checked without an engine); `execute` sends it.
+No network unless asked, every capability dropped, no new privileges, kolejka's seccomp profile,
+a read-only root, an unprivileged user, no host path but the task's own workspace (and the
+session's observer socket), no image VOLUMEs on the host, no healthcheck processes, no logs kept,
+no core dumps, and the task's cgroup session as the container's cgroup parent.
+
+A task the operator lets run as root (kolejka-judge's: it makes users for the solution and
+``chown``s files to them) gets uid 0, a writable root file system (bounded by the worker, see
+`rootfs`) and the few capabilities user switching and file ownership need, `ROOT_CAPABILITIES`;
+everything else stays as above.
+
+This module only builds the document (a plain dict, so it is checked without an engine);
+`execute` sends it.
 """
 
 from __future__ import annotations
@@ -16,9 +23,16 @@ from typing import Any
 
 from kolejka.common import Task
 
+from .seccomp import SECURITY_OPT
+
 TASK_FOLDER = "/var/lib/kolejka/task"
 OBSERVER_SOCKET = "/run/kolejka/observer.sock"
+# Where the original kolejka's tasks (kolejka-judge) find their observer.
+LEGACY_OBSERVER_SOCKET = "/var/run/kolejka/observer/socket"
 SHM_MAX = 64 * 2**20
+# What root needs to make users and hand them files (chown, chmod g+s, setuid, setgid), to read
+# and write files of those users (DAC_OVERRIDE, FOWNER) and to stop their processes (KILL).
+ROOT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID")
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,7 @@ class Plan:
     image_volumes: tuple[str, ...] = ()
     storage: int | None = None  # --storage-opt size, where the engine supports it
     labels: Mapping[str, str] = field(default_factory=dict)
+    root: bool = False  # root with ROOT_CAPABILITIES and a writable root file system
 
 
 def gpu_requests(gpus: tuple[int, ...]) -> list[dict[str, Any]]:
@@ -67,9 +82,12 @@ def _bind(source: Path | str, target: str, *, read_only: bool = False) -> dict[s
 def container_config(task: Task, plan: Plan) -> dict[str, Any]:
     """The ``POST /containers/create`` body for `task`."""
     mounts = [_bind(plan.task_folder, TASK_FOLDER), _bind(plan.tmp_folder, "/tmp")]
-    environment = dict(task.environment)
+    # HOME is the working folder, as the original kolejka gives it; the task may set its own.
+    environment = {"HOME": TASK_FOLDER, **task.environment}
     if plan.observer_socket is not None:
+        # One socket, two protocols: ours and the original's (kolejka.observer.legacy).
         mounts.append(_bind(plan.observer_socket, OBSERVER_SOCKET))
+        mounts.append(_bind(plan.observer_socket, LEGACY_OBSERVER_SOCKET))
         environment.setdefault("KOLEJKA_OBSERVER", OBSERVER_SOCKET)
     # An image's VOLUMEs would be writable host directories: cover each with an empty,
     # read-only tmpfs instead.
@@ -82,8 +100,9 @@ def container_config(task: Task, plan: Plan) -> dict[str, Any]:
         "Mounts": mounts,
         "NetworkMode": plan.network or "none",
         "CapDrop": ["ALL"],
-        "SecurityOpt": ["no-new-privileges"],
-        "ReadonlyRootfs": True,
+        "CapAdd": list(ROOT_CAPABILITIES) if plan.root else [],
+        "SecurityOpt": ["no-new-privileges", SECURITY_OPT],
+        "ReadonlyRootfs": not plan.root,
         "Privileged": False,
         "CgroupParent": plan.cgroup_parent,
         "LogConfig": {"Type": "none", "Config": {}},
@@ -91,7 +110,9 @@ def container_config(task: Task, plan: Plan) -> dict[str, Any]:
         "ShmSize": min(SHM_MAX, plan.workspace),
         "Ulimits": [{"Name": "core", "Soft": 0, "Hard": 0}],
         "OomScoreAdj": 1000,
-        "Init": False,
+        # Root tasks run under docker's init (tini) as process 1, as the original ran every task:
+        # it reaps the orphans a judge's solutions leave, whose zombies would hold the pids limit.
+        "Init": plan.root,
         "AutoRemove": False,
     }
     if plan.gpus:

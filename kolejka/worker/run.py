@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import secrets
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +39,9 @@ from kolejka.common import (
 )
 from kolejka.observer.sessions import Reason, Report
 
-from . import engine
+from . import engine, rootfs
 from .collect import collect
-from .config import Placement, WorkerConfig
+from .config import DEFAULT_LIMITS, Placement, WorkerConfig
 from .container import Plan, container_config
 from .deadline import Deadline
 from .sessions import open_session
@@ -122,9 +124,19 @@ def _check_result_dir(path: Path) -> None:
 
 
 def limits_in_force(task: Task, config: WorkerConfig) -> Limits:
-    """The task's limits with the operator's defaults filled in and maxima applied."""
-    limits = task.limits.with_defaults(config.defaults).tightened(config.maxima)
-    if not config.storage_opt:  # the engine cannot enforce it, so it is not in force
+    """The task's limits with the operator's defaults filled in and maxima applied (root also
+    for the operator's `root_images`).
+
+    `storage` bounds the container's root file system: writable for root tasks (bounded by
+    the engine's storage-opt or by `rootfs`), read-only otherwise, where a limit the task gives
+    holds trivially and the default one is left out.
+    """
+    defaults, maxima = config.defaults, config.maxima
+    if any(fnmatch.fnmatchcase(task.image, pattern) for pattern in config.root_images):
+        defaults = dataclasses.replace(defaults, root=True)
+        maxima = dataclasses.replace(maxima, root=True)
+    limits = task.limits.with_defaults(defaults).tightened(maxima)
+    if not limits.root and task.limits.storage is None:
         limits = dataclasses.replace(limits, storage=None)
     return limits
 
@@ -195,7 +207,7 @@ class _Run:
         self.cancel = cancel or threading.Event()
         self.limits = limits_in_force(task, config)
         self.result = Result(
-            id=task.id,
+            id=task.id or uuid.uuid4().hex,  # the original always gives one
             limits=self.limits,
             tags=list(config.tags),
             stdout=task.stdout,
@@ -278,9 +290,19 @@ class _Run:
             image_volumes=tuple((image.get("Config") or {}).get("Volumes") or ()),
             storage=limits.storage if config.storage_opt else None,
             labels=container_labels(config),
+            root=root,
         )
         container = api.create_container_from_config(container_config(task, plan), name)["Id"]
         undo.callback(_remove_container, api, container)
+        if root and not config.storage_opt:
+            storage = limits.storage or DEFAULT_LIMITS.storage or workspace_size
+            try:
+                layer = rootfs.bound_writable_layer(
+                    api, container, storage, config.workspace_inodes
+                )
+            except rootfs.RootfsError as error:
+                raise _Platform(str(error)) from error
+            undo.callback(rootfs.release, layer)
         sinks = self._sinks(undo)
         for output in (task.stdout, task.stderr):
             if output is not None:

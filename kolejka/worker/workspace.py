@@ -12,7 +12,6 @@ import ctypes
 import errno
 import os
 import shutil
-import stat
 import tempfile
 from pathlib import Path
 
@@ -34,16 +33,18 @@ class WorkspaceFull(KolejkaError):
     """The task's input files do not fit in its workspace."""
 
 
-def _mount_tmpfs(target: Path, options: str) -> None:
+def mount_tmpfs(target: Path, options: str, what: str = "workspace") -> None:
+    """Mount a tmpfs (nosuid, nodev) at `target`; raise `WorkspaceError` naming `what` it is."""
     if _libc.mount(b"tmpfs", os.fsencode(target), b"tmpfs", MS_NOSUID | MS_NODEV, options.encode()):
         code = ctypes.get_errno()
         raise WorkspaceError(
-            f"cannot mount a tmpfs workspace at {target}: {os.strerror(code)}"
+            f"cannot mount a tmpfs {what} at {target}: {os.strerror(code)}"
             + ("; the worker must run as root" if code == errno.EPERM else "")
         )
 
 
-def _unmount(target: Path) -> None:
+def unmount(target: Path, what: str = "workspace") -> None:
+    """Unmount `target` (lazily if it is busy); nothing if it is not mounted."""
     if _libc.umount2(os.fsencode(target), 0) == 0:
         return
     code = ctypes.get_errno()
@@ -51,7 +52,7 @@ def _unmount(target: Path) -> None:
         return
     if _libc.umount2(os.fsencode(target), MNT_DETACH):
         code = ctypes.get_errno()
-        raise WorkspaceError(f"cannot unmount the workspace {target}: {os.strerror(code)}")
+        raise WorkspaceError(f"cannot unmount the {what} {target}: {os.strerror(code)}")
 
 
 class Workspace:
@@ -72,7 +73,7 @@ class Workspace:
         # The worker's pid in the name lets `sweep` tell a dead worker's workspace from a live one.
         root = Path(tempfile.mkdtemp(prefix=f"{cls.PREFIX}{os.getpid()}-", dir=temp_dir))
         try:
-            _mount_tmpfs(root, f"size={size},nr_inodes={inodes},mode=0700")
+            mount_tmpfs(root, f"size={size},nr_inodes={inodes},mode=0700")
         except WorkspaceError:
             root.rmdir()
             raise
@@ -88,16 +89,18 @@ class Workspace:
         return workspace
 
     def populate(self, task: Task, task_dir: Path) -> None:
-        """Copy the task's input files into its working folder, keeping their executable bit.
-        Raise `WorkspaceFull` when they do not fit."""
+        """Copy the task's input files into its working folder, every one executable (as the
+        original kolejka's worker made every task file ``0750``: a task folder that starts
+        ``./script`` works whatever modes its files had on the way; the bit is no protection,
+        since the task owns the file and may chmod it). Raise `WorkspaceFull` when they do not
+        fit."""
         for name, spec in task.files.items():
             source = task_dir / str(spec.path)
             target = self.task / name
             try:
                 self._make_parents(target)
                 shutil.copyfile(source, target, follow_symlinks=True)
-                executable = os.stat(source).st_mode & stat.S_IXUSR
-                os.chmod(target, 0o755 if executable else 0o644)
+                os.chmod(target, 0o755)
                 os.chown(target, self.uid, self.gid)
             except OSError as error:
                 if error.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -129,5 +132,5 @@ class Workspace:
         """Unmount the tmpfs and remove its mount point. Idempotent."""
         if not self.root.exists():
             return
-        _unmount(self.root)
+        unmount(self.root)
         self.root.rmdir()

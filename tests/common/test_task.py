@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -186,11 +187,27 @@ def test_it_refuses_a_file_missing_from_the_folder(tmp_path):
         load_task(tmp_path / "t")
 
 
-def test_it_refuses_a_symlink_that_leads_out_of_the_folder(tmp_path):
-    (tmp_path / "secret").write_text("host file")
+def test_it_follows_a_symlink_out_of_the_folder_as_the_original_does(tmp_path):
+    (tmp_path / "solution.cpp").write_text("int main() {}")
+    write_folder(tmp_path / "t", base(files={"solution/a.cpp": "solution/a.cpp"}))
+    (tmp_path / "t" / "solution").mkdir()
+    os.symlink(tmp_path / "solution.cpp", tmp_path / "t" / "solution" / "a.cpp")
+    assert load_task(tmp_path / "t").files["solution/a.cpp"].path == "solution/a.cpp"
+
+
+@pytest.mark.parametrize("target", ["folder", "fifo", "device", "missing"])
+def test_it_refuses_a_symlink_that_ends_at_anything_but_a_regular_file(tmp_path, target):
+    ends = {
+        "folder": tmp_path,
+        "fifo": tmp_path / "fifo",
+        "device": Path("/dev/zero"),
+        "missing": tmp_path / "gone",
+    }
+    os.mkfifo(tmp_path / "fifo")
     write_folder(tmp_path / "t", base(files={"a.txt": "a.txt"}))
-    os.symlink(tmp_path / "secret", tmp_path / "t" / "a.txt")
-    with pytest.raises(SpecError, match="leads out of the task folder") as caught:
+    os.symlink(ends[target], tmp_path / "t" / "a.txt")
+    why = "is a broken symlink" if target == "missing" else "is not a file"
+    with pytest.raises(SpecError, match=why) as caught:
         load_task(tmp_path / "t")
     assert caught.value.field == "files.a.txt.path"
 
@@ -211,9 +228,9 @@ def test_it_checks_the_files_of_a_task_built_in_memory_against_a_folder(tmp_path
     with pytest.raises(SpecError, match="not a file in the task folder"):
         check_task_files(task, tmp_path)
     (tmp_path / "box").mkdir()
-    os.symlink(tmp_path / "secret", tmp_path / "box" / "link")
+    os.symlink(tmp_path / "nowhere", tmp_path / "box" / "link")
     task = Task.from_dict(base(files={"x": "link"}))
-    with pytest.raises(SpecError, match="leads out of the task folder") as caught:
+    with pytest.raises(SpecError, match="broken symlink") as caught:
         check_task_files(task, tmp_path / "box")
     assert caught.value.field == "files.x.path"
 

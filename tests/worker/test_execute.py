@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -207,3 +208,24 @@ def test_it_waits_for_a_program_that_closes_its_output_early(run):
 def test_it_ends_a_program_that_does_not_read_its_large_stdin(run):
     outcome = run({"big.txt": b"y\n" * (8 * 2**20)}, args=["true"], stdin="big.txt")
     assert outcome.status is Status.OK
+
+
+def test_it_writes_the_originals_result_fields(any_run):
+    """What readers of the original's results find: an `id` (made up when the task has none),
+    CPU time per CPU adding up to the total, limit-hit counts, the swap peak, and the
+    `storage` limit the task gave."""
+    outcome = any_run(
+        args=["sh", "-c", "kolejka-probe cpu 0.2; kolejka-probe forkbomb >/dev/null; true"],
+        limits={"time": "2s", "pids": 8, "storage": "1G"},
+    )
+    result = outcome.result
+    assert len(result.id or "") == 32
+    stats = result.stats
+    assert stats.cpus and set(stats.cpus) <= {str(cpu) for cpu in range(os.cpu_count() or 1)}
+    per_cpu = sum(cpu.usage or 0 for cpu in stats.cpus.values())
+    assert per_cpu == pytest.approx(stats.cpu.usage, abs=1e-6)
+    assert stats.memory.failures == 0 and stats.memory.max_swap == 0
+    assert stats.pids.failures and stats.pids.failures > 0  # the fork bomb hit the limit
+    assert result.limits.storage == 2**30
+    written = json.loads((outcome.folder / "kolejka_result.json").read_text())
+    assert written["stats"]["cpus"] and written["id"] == result.id

@@ -42,13 +42,14 @@ def test_it_asks_for_a_hardened_container():
     host = document["HostConfig"]
     assert document["Cmd"] == ["./run", "x y"] and document["Entrypoint"] == [""]
     assert document["User"] == "65534:65534"
-    assert document["Env"] == ["A=1"]
+    assert document["Env"] == ["HOME=/var/lib/kolejka/task", "A=1"]
     assert document["WorkingDir"] == "/var/lib/kolejka/task"
     assert document["Healthcheck"] == {"Test": ["NONE"]}
     assert (document["OpenStdin"], document["StdinOnce"]) == (True, True)
     assert host["NetworkMode"] == "none"
-    assert host["CapDrop"] == ["ALL"]
-    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["CapDrop"] == ["ALL"] and host["CapAdd"] == []
+    assert host["SecurityOpt"][0] == "no-new-privileges"
+    assert host["SecurityOpt"][1].startswith("seccomp={") and len(host["SecurityOpt"]) == 2
     assert host["ReadonlyRootfs"] is True and host["Privileged"] is False
     assert host["LogConfig"]["Type"] == "none"
     assert host["CgroupParent"] == "/kolejka/abc"
@@ -89,12 +90,36 @@ def test_it_takes_the_cores_the_foreman_assigned_or_the_offset():
         _cores(Limits(cpus=64), None)
 
 
-def test_it_applies_storage_only_where_the_engine_supports_it():
-    task = Task.from_dict({"image": "a", "args": ["b"], "limits": {"storage": "1G"}})
-    assert limits_in_force(task, WorkerConfig()).storage is None
-    assert limits_in_force(task, WorkerConfig(storage_opt=True)).storage == 2**30
+def test_it_keeps_a_given_storage_limit_and_bounds_the_root_of_root_tasks():
+    task = Task.from_dict({"image": "a", "args": ["b"], "limits": {"storage": "2G"}})
+    assert limits_in_force(task, WorkerConfig()).storage == 2 * 2**30
+    unset = Task.from_dict({"image": "a", "args": ["b"]})
+    assert limits_in_force(unset, WorkerConfig()).storage is None  # a read-only root
+    rooted = WorkerConfig(maxima=Limits(root=True), defaults=Limits(root=True, storage=2**30))
+    assert limits_in_force(unset, rooted).storage == 2**30
     host = container_config(task, plan(storage=2**30))["HostConfig"]
     assert host["StorageOpt"] == {"size": str(2**30)}
+
+
+def test_it_gives_root_tasks_root_a_writable_root_and_only_the_ownership_capabilities():
+    document = container_config(TASK, plan(user="0:0", root=True))
+    host = document["HostConfig"]
+    assert document["User"] == "0:0" and host["ReadonlyRootfs"] is False
+    assert host["CapDrop"] == ["ALL"]
+    ownership = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"]
+    assert sorted(host["CapAdd"]) == ownership
+    assert host["SecurityOpt"][0] == "no-new-privileges" and host["NetworkMode"] == "none"
+    assert host["Privileged"] is False and "Devices" not in host
+
+
+def test_it_runs_the_operators_root_images_as_root_unless_the_task_declines():
+    config = WorkerConfig(root_images=("kolejka/judge:*",))
+    judge = Task.from_dict({"image": "kolejka/judge:latest", "args": ["b"]})
+    assert limits_in_force(judge, config).root is True
+    declined = Task.from_dict({"image": "kolejka/judge:1", "args": ["b"], "limits": {"root": 0}})
+    assert limits_in_force(declined, config).root is False
+    other = Task.from_dict({"image": "kolejka/busybox:latest", "args": ["b"]})
+    assert limits_in_force(other, config).root is False
 
 
 def test_it_covers_image_volumes_with_empty_read_only_mounts():
@@ -110,7 +135,11 @@ def test_it_covers_image_volumes_with_empty_read_only_mounts():
 
 def test_it_mounts_the_session_socket_and_says_where():
     document = container_config(TASK, plan(observer_socket="/run/kolejka/sessions/x.sock"))
-    assert document["HostConfig"]["Mounts"][-1]["Target"] == "/run/kolejka/observer.sock"
+    mounts = document["HostConfig"]["Mounts"][-2:]
+    assert [(m["Source"], m["Target"]) for m in mounts] == [
+        ("/run/kolejka/sessions/x.sock", "/run/kolejka/observer.sock"),
+        ("/run/kolejka/sessions/x.sock", "/var/run/kolejka/observer/socket"),
+    ]
     assert "KOLEJKA_OBSERVER=/run/kolejka/observer.sock" in document["Env"]
 
 

