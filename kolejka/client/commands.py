@@ -234,6 +234,8 @@ def task_status(args: argparse.Namespace, out: Output) -> int:
         f"started   {when(info.started)}",
         f"finished  {when(info.finished)}",
     ]
+    if info.reason:
+        lines.append(f"waiting   {info.reason}")
     if info.result is not None:
         lines.append(f"verdict   {info.result.status} (exit {info.result.result})")
     out.data(dict(info.raw), "\n".join(lines))

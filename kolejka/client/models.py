@@ -52,6 +52,7 @@ class TaskInfo:
     started: datetime | None
     finished: datetime | None
     error: str | None
+    reason: str | None  # why a queued task waits (its last failure, no node can run it, ...)
     task: Task | None
     result: Result | None
     raw: Mapping[str, Any] = field(repr=False)
@@ -77,6 +78,7 @@ class TaskInfo:
             started=_time(document.get("started")),
             finished=_time(document.get("finished")),
             error=_str(document.get("error")),
+            reason=_str(document.get("reason")),
             task=Task.from_dict(spec) if spec is not None else None,
             result=Result.from_dict(result) if result is not None else None,
             raw=document,
@@ -176,6 +178,7 @@ class Node:
     last_seen: datetime | None
     running: list[str]
     draining: bool
+    problems: list[str]  # what its last health check found; empty when healthy
     raw: Mapping[str, Any] = field(repr=False)
 
     @classmethod
@@ -189,28 +192,34 @@ class Node:
             last_seen=_time(document.get("last_seen")),
             running=[str(key) for key in document.get("running") or []],
             draining=bool(document.get("draining")),
+            problems=[str(problem) for problem in document.get("problems") or []],
             raw=document,
         )
 
 
 @dataclass
 class Lease:
-    """A claim on one attempt of a task; renew it by heartbeats before `expires`."""
+    """A claim on one attempt of a task; renew it by heartbeats before `expires`. The node kills
+    its copy `margin` seconds before the lease ends; the server requeues `margin` after."""
 
     id: str
     expires: datetime | None
     ttl: float
     attempt: int
+    margin: float
 
     @classmethod
     def from_dict(cls, data: object) -> Lease:
         document = _document(data, "a lease")
-        ttl = document.get("ttl")
+        ttl, margin = document.get("ttl"), document.get("margin")
+        ttl = float(ttl) if isinstance(ttl, int | float) else 0.0
         return cls(
             id=str(document.get("id")),
             expires=_time(document.get("expires")),
-            ttl=float(ttl) if isinstance(ttl, int | float) else 0.0,
+            ttl=ttl,
             attempt=_int(document.get("attempt"), 1),
+            # A server that does not say: the server's default margin, a twentieth of the lease.
+            margin=float(margin) if isinstance(margin, int | float) else ttl / 20,
         )
 
 

@@ -52,6 +52,14 @@ class NodeApi:
         }
         return Node.from_dict(self.transport.json("PUT", f"nodes/{name}/", json=body))
 
+    def report_health(self, name: str, problems: list[str]) -> Node:
+        """Tell the server what the node's health check found (`[]`: healthy). A node with
+        problems is given no task until it reports none."""
+        answer = self.transport.json(
+            "POST", f"nodes/{name}/health/", json={"problems": problems}, safe=True
+        )
+        return Node.from_dict(answer)
+
     def nodes(self) -> list[Node]:
         """The registered nodes (a foreman sees its own)."""
         page = self.transport.json("GET", "nodes/")

@@ -15,6 +15,30 @@ from typing import Any
 from .errors import SpecError
 from .units import format_memory, format_time, parse_bool, parse_int, parse_memory, parse_time
 
+# The largest value of each limit that the kernel and docker accept on every node. A task past
+# one would fail on every node it reached (the kernel refuses the write) and take nodes offline,
+# so `Limits.from_dict` refuses it and the server turns that into a 400 at submission.
+MAX_SIZE = 2**60  # 1 EiB: memory + swap, summed for memory.memsw, stay in the kernel's 63 bits
+MAX_PIDS = 4 * 1024 * 1024  # PID_MAX_LIMIT on 64-bit kernels: pids.max refuses more (EINVAL)
+MAX_CPUS = 8192  # NR_CPUS of the largest x86-64 kernels; the CPU quota is cpus x 100 ms
+MAX_GPUS = 1024  # no node has more; a bound so that a typo is an error, not a queued task
+MAX_SECONDS = float(2**31 - 1)  # 68 years: what every timer down to a 32-bit time_t holds
+_MAXIMA: dict[str, tuple[float, str]] = {
+    "cpus": (MAX_CPUS, "the most cores a Linux kernel schedules"),
+    "cpus_offset": (MAX_CPUS - 1, "the last core a Linux kernel schedules"),
+    "memory": (MAX_SIZE, "the largest memory limit kolejka sets"),
+    "swap": (MAX_SIZE, "the largest swap limit kolejka sets"),
+    "pids": (MAX_PIDS, "the kernel's pids.max accepts at most this"),
+    "time": (MAX_SECONDS, "the longest time limit kolejka sets"),
+    "cpu_time": (MAX_SECONDS, "the longest CPU time limit kolejka sets"),
+    "storage": (MAX_SIZE, "the largest storage limit kolejka sets"),
+    "workspace": (MAX_SIZE, "the largest tmpfs kolejka mounts"),
+    "image": (MAX_SIZE, "the largest image size kolejka compares"),
+    "gpus": (MAX_GPUS, "the most GPUs kolejka assigns"),
+    "gpus_offset": (MAX_GPUS - 1, "the last GPU kolejka assigns"),
+    "gpu_memory": (MAX_SIZE, "the largest GPU memory kolejka compares"),
+}
+
 
 def _positive_int(value: object, field: str) -> int:
     return parse_int(value, field, minimum=1)
@@ -38,6 +62,15 @@ def _positive_time(value: object, field: str) -> float:
 
 def _dump_int(value: Any) -> Any:
     return value
+
+
+def _bounded(key: str, parsed: Any, value: object, field: str) -> Any:
+    """`parsed` if it is within the maximum of limit `key`; `SpecError` naming it otherwise."""
+    bound = _MAXIMA.get(key)
+    if bound is not None and parsed > bound[0]:
+        shown = _DUMPERS.get(key, _dump_int)(type(parsed)(bound[0]))
+        raise SpecError(f"{field}.{key}", value, f"must be at most {shown} ({bound[1]})")
+    return parsed
 
 
 # Each field: how to parse it and how to write it back the way the original wrote it.
@@ -109,7 +142,7 @@ class Limits:
                 known = ", ".join(sorted(_PARSERS))
                 raise SpecError(f"{field}.{key}", value, f"unknown limit; known limits: {known}")
             if value is not None:
-                values[key] = parser(value, f"{field}.{key}")
+                values[key] = _bounded(key, parser(value, f"{field}.{key}"), value, field)
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from kolejka.worker.config import DEFAULT_LIMITS, DEFAULT_MAXIMA
 from .config import add_arguments, build_config, describe
 from .foreman import Foreman
 from .hardware import detect_gpus, detect_tags
+from .health import Checks
+from .lock import Locked, acquire
 
 log = logging.getLogger("kolejka.foreman")
 
@@ -44,6 +46,7 @@ exit status:
   0    stopped as asked (signal, --burst with nothing left, --max-tasks reached)
   2    bad configuration (the message says which setting)
   3    the server refused the node (wrong credentials or role) or could not be reached
+  4    another foreman runs on this work dir, or with this node name for this server
 """
 
 
@@ -89,6 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.detect:
         print(json.dumps(describe(config), indent=2))
         return 0
+    try:
+        locks = acquire(config.work_dir, config.name, settings.require_server(), config.lock_dir)
+    except (Locked, KolejkaError, OSError) as error:
+        print(f"kolejka-foreman: {error}", file=sys.stderr)
+        return 4 if isinstance(error, Locked) else 2
     worker = WorkerConfig(
         defaults=config.defaults,
         maxima=config.maxima.with_defaults(DEFAULT_MAXIMA),
@@ -96,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         observer=config.observer,
         tags=tuple(sorted(config.tags)),
         temp_dir=config.work_dir / "workspaces",
+        owner=config.identity,
     )
     worker.temp_dir.mkdir(parents=True, exist_ok=True)
     for leftover in sweep(worker):
@@ -111,7 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return KolejkaClient(account.server, token=account.token)
 
     runner = functools.partial(execute, config=worker)
-    foreman = Foreman(config, connect, runner, docker.from_env())
+    checks = Checks(
+        docker_url=worker.docker_url,
+        observer=config.observer,
+        gpus=config.capacity.gpus,
+        work_dir=config.work_dir,
+        min_free=config.min_free_disk,
+    )
+    foreman = Foreman(config, connect, runner, docker.from_env(), checks)
     signals = 0
 
     def on_signal(number: int, frame: FrameType | None) -> None:
@@ -129,4 +145,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kolejka-foreman: {error}", file=sys.stderr)
         return 3
     log.info("stopped after %d tasks", count)
+    for lock in locks:
+        lock.release()
     return 0

@@ -18,6 +18,7 @@ from kolejka.common import Capacity, Limits, SpecError
 from kolejka.common.units import parse_bool, parse_int, parse_memory, parse_time
 
 from .hardware import Gpu, detect_capacity
+from .lock import DEFAULT_LOCK_DIR
 
 SECTION = "foreman"
 DEFAULT_WORK_DIR = Path("/var/lib/kolejka/foreman")
@@ -44,6 +45,15 @@ class ForemanConfig:
     burst: bool = False
     max_tasks: int | None = None
     failure_limit: int = 3
+    heartbeat: float | None = None  # lease renewal period; None: min(ttl / 3, 5 s)
+    health_interval: float = 5.0
+    min_free_disk: int = 2**30
+    lock_dir: Path = DEFAULT_LOCK_DIR
+
+    @property
+    def identity(self) -> str:
+        """Who this foreman is on its host: what its containers and groups are labelled with."""
+        return f"{self.name}:{self.work_dir}"
 
 
 T = TypeVar("T")
@@ -75,6 +85,10 @@ def _counts(text: str, field: str) -> dict[str, int]:
             raise SpecError(field, text, "must be NAME=COUNT[,NAME=COUNT...]")
         counts[name.strip()] = parse_int(count, f"{field}.{name.strip()}", minimum=1)
     return counts
+
+
+def _positive_time(text: str, field: str) -> float:
+    return parse_time(text, field, positive=True)
 
 
 def _tags(text: str, field: str) -> frozenset[str]:
@@ -125,6 +139,12 @@ def build_config(
         claim_wait=_pick(args.claim_wait, settings, "claim_wait", parse_time, 30.0),
         burst=args.burst or _pick(None, settings, "burst", _flag, False),
         max_tasks=args.max_tasks or _pick(None, settings, "max_tasks", parse_int, 0) or None,
+        heartbeat=_pick(args.heartbeat, settings, "heartbeat", parse_time, None),
+        health_interval=_pick(
+            args.health_interval, settings, "health_interval", _positive_time, 5.0
+        ),
+        min_free_disk=_pick(args.min_free_disk, settings, "min_free_disk", parse_memory, 2**30),
+        lock_dir=Path(_pick(args.lock_dir, settings, "lock_dir", _text, str(DEFAULT_LOCK_DIR))),
     )
 
 
@@ -136,6 +156,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     def duration(text: str) -> float:
         return parse_time(text, "duration")
+
+    def period(text: str) -> float:
+        return parse_time(text, "duration", positive=True)
 
     def count(text: str) -> int:
         return parse_int(text, "count", minimum=1)
@@ -164,6 +187,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--claim-wait", type=duration, help="long-poll length of a claim (default 30s)")
     add("--burst", action="store_true", help="exit once the queue has nothing for this node")
     add("--max-tasks", type=count, help="exit after running this many tasks")
+    add("--heartbeat", type=period, help="how often to renew a lease (default: min(ttl/3, 5s))")
+    add("--health-interval", type=period, help="how often to check the node (default 5s)")
+    add("--min-free-disk", type=memory, help="free space the work dir needs (default 1G)")
+    add("--lock-dir", help=f"where node-name locks are held (default {DEFAULT_LOCK_DIR})")
 
 
 def describe(config: ForemanConfig) -> Mapping[str, Any]:

@@ -1,5 +1,6 @@
 """The foreman's main loop: register, then claim what fits the free part of the node, one claim
-at a time, and run each task in its own thread, until told to stop.
+at a time, and run each task in its own thread, until told to stop. It claims only while its
+health check passes (`health.Monitor`), and again as soon as it passes after a failure.
 
 Stopping is warm, then cold (as rq's workers): the first `stop()` ends claiming and lets running
 tasks finish within the grace period, then hands the rest back to the server; `stop(now=True)`
@@ -20,9 +21,11 @@ import docker
 
 from kolejka.client import ClientError, KolejkaClient, Lease, TaskInfo
 from kolejka.common import Demand
+from kolejka.worker import Deadline
 
 from .blobcache import BlobCache
 from .config import ForemanConfig
+from .health import Checks, Monitor
 from .images import ImageCache
 from .ledger import Ledger
 from .spool import Spool
@@ -30,8 +33,10 @@ from .taskrun import Runner, TaskRun, Toolkit, execute, upload
 
 log = logging.getLogger(__name__)
 
-# After this many platform failures in a row the node stops claiming for a while, doubling the
-# pause each time, so a broken node does not eat the queue.
+# After this many platform failures in a row that its health check does not explain, the node
+# stops claiming for a while, doubling the pause each time, so that a node broken in a way the
+# check cannot see does not eat the queue. Failures the check explains (the observer is down)
+# do not count: the node claims again as soon as the check passes.
 PAUSE_FIRST, PAUSE_MAX = 30.0, 1800.0
 RECONNECT_MAX = 30.0
 TRIM_EVERY = 30.0
@@ -46,6 +51,7 @@ class Foreman:
         connect: Callable[[], KolejkaClient],
         runner: Runner,
         engine: docker.DockerClient,
+        checks: Checks,
     ) -> None:
         self.config = config
         self.connect = connect
@@ -64,6 +70,7 @@ class Foreman:
             spool=self.spool,
             tasks_dir=config.work_dir / "tasks",
             on_outcome=self._outcome,
+            heartbeat=config.heartbeat,
         )
         self.running: dict[str, tuple[TaskRun, threading.Thread]] = {}
         self.changed = threading.Condition()
@@ -72,6 +79,11 @@ class Foreman:
         self.failures = 0
         self.paused_until = 0.0
         self.trimmed = 0.0
+        self.health = Monitor(checks, config.health_interval, self._checked)
+        self.problems: list[str] = []  # what keeps the node from claiming; [] when healthy
+        self.reported: list[str] | None = None  # what the server last heard of it
+        self.health_client = connect()  # health reports have a client of their own
+        self.reporting = threading.Lock()  # one health report at a time
 
     def _tarball(self, image: str) -> Path | None:
         """The ``docker save`` tarball the server stores for `image`, through the blob cache."""
@@ -95,7 +107,39 @@ class Foreman:
         with self.changed:
             self.changed.notify_all()
 
+    def _checked(self, problems: list[str]) -> None:
+        """After each health check: note what keeps the node from claiming, and tell the server
+        until it has heard."""
+        with self.reporting:
+            self._report(problems)
+
+    def _report(self, problems: list[str]) -> None:
+        with self.changed:
+            pause = self.paused_until - time.monotonic()
+            if pause > 0:
+                problems = [
+                    *problems,
+                    f"paused for {pause:.0f} s after {self.failures} platform failures in a row "
+                    "that the health check does not explain",
+                ]
+            self.problems = problems
+            self.changed.notify_all()
+            if problems == self.reported:
+                return
+        try:
+            self.health_client.report_health(self.config.name, problems)
+        except ClientError as error:
+            log.warning("cannot report the node's health: %s; trying again", error)
+            return
+        with self.changed:
+            self.reported = problems
+
     def _outcome(self, ok: bool) -> None:
+        if not ok:
+            explained = self.health.check_now()
+            if explained:
+                log.warning("a task failed as the node is unhealthy: %s", "; ".join(explained))
+                return
         with self.changed:
             if ok:
                 self.failures = 0
@@ -109,6 +153,7 @@ class Foreman:
                 log.error(
                     "%d platform failures in a row: not claiming for %.0f s", self.failures, pause
                 )
+        self._checked(self.health.problems)
 
     def prepare(self) -> None:
         """Clear what a previous run left (task folders), register, send spooled results."""
@@ -121,6 +166,7 @@ class Foreman:
             defaults=self.config.defaults,
             slots=self.config.slots,
         )
+        self.health.start()
         self.flush_spool()
 
     def flush_spool(self) -> None:
@@ -137,11 +183,12 @@ class Foreman:
         return len(self.running) < self.config.slots and free.cpus > 0
 
     def _wait_for_room(self) -> bool:
-        """Wait until a slot is free and claiming allowed; `False` once stopping."""
+        """Wait until a slot is free, the node healthy and claiming allowed; `False` once
+        stopping. The health monitor wakes it after every check."""
         with self.changed:
             while not self.stopping.is_set():
                 pause = self.paused_until - time.monotonic()
-                if pause <= 0 and self._room():
+                if pause <= 0 and not self.problems and self._room():
                     return True
                 self.changed.wait(timeout=max(pause, 0) or None)
         return False
@@ -172,7 +219,10 @@ class Foreman:
             if self.spool.pending():
                 self.flush_spool()
             if claim.lease is not None and claim.task is not None:
-                self._start(claim.lease, claim.task)
+                # The lease began during the long-poll, so its end is counted from the answer:
+                # late by the answer's way back (milliseconds), which the margin on the server's
+                # side covers.
+                self._start(claim.lease, claim.task, time.monotonic())
             elif self.config.burst and not self.running:
                 break
             elif self.config.burst or draining:
@@ -189,7 +239,7 @@ class Foreman:
                 lambda: len(self.running) != count or self.stopping.is_set(), timeout=timeout
             )
 
-    def _start(self, lease: Lease, info: TaskInfo) -> None:
+    def _start(self, lease: Lease, info: TaskInfo, began: float) -> None:
         if info.task is None:
             self.client.fail(lease, "the claim carried no task", retry=True)
             return
@@ -201,7 +251,8 @@ class Foreman:
             log.error("task %s does not fit after all; handing it back", info.key)
             self.client.release(lease)
             return
-        run = TaskRun(lease, info, demand, placement)
+        deadline = Deadline(began + (lease.ttl or 30.0) - lease.margin)
+        run = TaskRun(lease, info, demand, placement, deadline)
         self.started += 1
         thread = threading.Thread(target=self._work, args=(run,), name=f"task-{info.key}")
         with self.changed:
@@ -240,4 +291,5 @@ class Foreman:
             run.stop("handed back")
         for _, thread in runs:
             thread.join()
+        self.health.stop()
         self.flush_spool()

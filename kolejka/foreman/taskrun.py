@@ -27,7 +27,7 @@ from kolejka.common import (
     load_result,
     save_task,
 )
-from kolejka.worker import Placement
+from kolejka.worker import Deadline, Placement
 
 from .blobcache import BlobCache
 from .images import ImageCache, ImageUnavailableError
@@ -42,18 +42,26 @@ class Runner(Protocol):
     """Runs a task folder into a result folder (the worker, called in-process)."""
 
     def __call__(
-        self, task_dir: Path, result_dir: Path, *, placement: Placement, cancel: threading.Event
+        self,
+        task_dir: Path,
+        result_dir: Path,
+        *,
+        placement: Placement,
+        cancel: threading.Event,
+        deadline: Deadline,
     ) -> Result: ...
 
 
 @dataclass
 class TaskRun:
-    """A task this node holds a lease on."""
+    """A task this node holds a lease on. `deadline`: when the task must be dead unless the
+    lease is renewed (its end less the margin, by this host's clock)."""
 
     lease: Lease
     info: TaskInfo
     demand: Demand
     placement: Placement
+    deadline: Deadline
     cancel: threading.Event = field(default_factory=threading.Event)
     started: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
@@ -80,12 +88,15 @@ class Toolkit:
     spool: Spool
     tasks_dir: Path
     on_outcome: Callable[[bool], None]  # called with whether the node did its part
+    heartbeat: float | None = None  # the lease renewal period; None: min(ttl / 3, 5 s)
 
 
 def execute(run: TaskRun, kit: Toolkit) -> None:
     """Run `run` to its one report; never raises."""
     client = kit.connect()
-    beats = threading.Thread(target=_heartbeat, args=(run, kit.connect()), daemon=True)
+    beats = threading.Thread(
+        target=_heartbeat, args=(run, kit.connect(), kit.heartbeat), daemon=True
+    )
     beats.start()
     folder = kit.tasks_dir / run.lease.id
     try:
@@ -140,7 +151,9 @@ def _run(run: TaskRun, kit: Toolkit, client: KolejkaClient, folder: Path) -> Res
     kit.images.ensure(task.image, max_size=task.limits.image)
     run.started.set()
     run.poke.set()
-    return kit.runner(task_dir, result_dir, placement=run.placement, cancel=run.cancel)
+    return kit.runner(
+        task_dir, result_dir, placement=run.placement, cancel=run.cancel, deadline=run.deadline
+    )
 
 
 def _fail(run: TaskRun, kit: Toolkit, client: KolejkaClient, error: str) -> None:
@@ -177,19 +190,18 @@ def upload(client: KolejkaClient, spool: Spool, spooled: Spooled) -> bool:
     return True
 
 
-def _heartbeat(run: TaskRun, client: KolejkaClient) -> None:
+def _heartbeat(run: TaskRun, client: KolejkaClient, interval: float | None) -> None:
     """Renew the lease until the task finishes; stop the task when the lease cannot be kept."""
     try:
-        _beat(run, client)
+        _beat(run, client, interval)
     finally:
         client.close()
 
 
-def _beat(run: TaskRun, client: KolejkaClient) -> None:
+def _beat(run: TaskRun, client: KolejkaClient, interval: float | None) -> None:
     ttl = run.lease.ttl or 30.0
     # Often enough to renew the lease twice over, and to hear of a cancel within seconds.
-    interval = max(min(ttl / 3, HEARTBEAT_MAX), 0.2)
-    deadline = time.monotonic() + ttl
+    interval = interval or max(min(ttl / 3, HEARTBEAT_MAX), 0.2)
     due, announced = time.monotonic() + interval, False
     while True:
         run.poke.wait(timeout=max(due - time.monotonic(), 0))
@@ -199,6 +211,7 @@ def _beat(run: TaskRun, client: KolejkaClient) -> None:
         if time.monotonic() < due and (announced or not run.started.is_set()):
             continue
         running = run.started.is_set()
+        sent = time.monotonic()
         try:
             beat = client.heartbeat(run.lease, running=running)
         except LeaseLost:
@@ -206,7 +219,7 @@ def _beat(run: TaskRun, client: KolejkaClient) -> None:
             run.stop("lost")
             return
         except KolejkaError as error:
-            if time.monotonic() > deadline:
+            if time.monotonic() > run.deadline.at:
                 log.warning(
                     "task %s: lease not renewed in time (%s); killing it", run.info.key, error
                 )
@@ -215,8 +228,10 @@ def _beat(run: TaskRun, client: KolejkaClient) -> None:
             due = time.monotonic() + min(interval, 1.0)
             continue
         announced = announced or running
-        deadline = time.monotonic() + ttl
-        due = time.monotonic() + interval
+        # The server renewed the lease for `ttl` from a moment after `sent`: by our clock it
+        # surely lasts until `sent + ttl`. The task's session kills it at that less the margin.
+        run.deadline.extend(sent + ttl - run.lease.margin)
+        due = sent + interval  # a period from send to send: slow answers do not add up
         if beat.cancel:
             log.info("task %s: cancelled by its owner", run.info.key)
             run.stop("cancelled")

@@ -8,11 +8,15 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 from typing import Any
 
 from kolejka.common import KolejkaError, Limits
 
 from .sessions import Reason, Report
+
+# A report is read from counters at once: an observer that takes longer is not working.
+REPORT_TIMEOUT = 5.0
 
 
 class ObserverError(KolejkaError):
@@ -48,9 +52,11 @@ class ObserverClient:
         target: str,
         body: dict[str, Any] | None = None,
         secret: str | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
-        """Send one request; return the JSON answer or raise `ObserverError` with its message."""
-        connection = _UnixConnection(self.path, self.timeout)
+        """Send one request; return the JSON answer or raise `ObserverError` with its message
+        (status 0 when no answer came within `timeout`, default the client's)."""
+        connection = _UnixConnection(self.path, timeout or self.timeout)
         headers = {"Content-Type": "application/json"}
         if secret is not None:
             headers["Authorization"] = f"Bearer {secret}"
@@ -85,9 +91,13 @@ class ObserverClient:
         container: bool = False,
         socket_owner: int | None = None,
         parent: RemoteSession | None = None,
+        deadline: float | None = None,
     ) -> RemoteSession:
-        """Open a session (nested in `parent` if given) and return it."""
+        """Open a session (nested in `parent` if given) and return it. `deadline`
+        (`time.monotonic()`) is when the observer kills it unless `set_deadline` moves it."""
         body: dict[str, Any] = {"limits": limits.to_dict(), "container": container}
+        if deadline is not None:
+            body["deadline"] = _from_now(deadline)
         if cpuset is not None:
             body["cpuset"] = list(cpuset)
         if socket_owner is not None:
@@ -96,6 +106,12 @@ class ObserverClient:
             body["parent"] = {"id": parent.id, "secret": parent.secret}
         answer = self.request("POST", "/sessions", body)
         return RemoteSession(self, answer)
+
+
+def _from_now(at: float) -> float:
+    """Seconds from now to `at`: the observer counts on its own clock (the margin of the
+    deadline covers the moment the request takes)."""
+    return max(at - time.monotonic(), 0.0)
 
 
 class RemoteSession:
@@ -119,8 +135,9 @@ class RemoteSession:
     def report(self) -> Report:
         if self._final is not None:
             return self._final
+        timeout = min(self.client.timeout, REPORT_TIMEOUT)
         return Report.from_dict(
-            self.client.request("GET", f"/sessions/{self.id}", secret=self.secret)
+            self.client.request("GET", f"/sessions/{self.id}", secret=self.secret, timeout=timeout)
         )
 
     def attach(self) -> None:
@@ -129,6 +146,10 @@ class RemoteSession:
 
     def kill(self, reason: Reason) -> None:
         self._call("kill", {"reason": str(reason)})
+
+    def set_deadline(self, at: float | None) -> None:
+        """Have the observer kill the session at `at` (`time.monotonic()`; `None`: never)."""
+        self._call("deadline", {"deadline": None if at is None else _from_now(at)})
 
     def close(self) -> Report:
         """Close the session and return its final report. Idempotent."""

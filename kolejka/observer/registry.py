@@ -94,6 +94,17 @@ class Registry:
                 log.warning("cannot sweep %s/%s: %s", self.base, name, error)
         return names
 
+    def remove_base(self) -> None:
+        """Remove the base group from every hierarchy, where it is empty (at exit)."""
+        roots = set(self.hierarchy.mounts.values()) | set(self.hierarchy.extra)
+        for root in sorted(roots):
+            try:
+                (root / self.base).rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError as error:  # groups not ours are in it: leave it to them
+                log.warning("cannot remove the base group %s: %s", root / self.base, error.strerror)
+
     def open(
         self,
         limits: Limits,
@@ -138,6 +149,11 @@ class Registry:
         if not hmac.compare_digest(session.secret.encode(), secret.encode()):
             return None
         return session
+
+    def get(self, session_id: str) -> Session | None:
+        """The open session with this id, without a secret: only for the observer itself."""
+        with self._lock:
+            return self._open.get(session_id)
 
     def final(
         self, session_id: str, secret: str | None, within: Session | None = None

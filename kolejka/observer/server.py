@@ -7,6 +7,10 @@ must be a process of the session, it may read the session's own figures, open ne
 it, and attach to, read, kill or close those nested sessions by their secrets. Another session's
 id and secret get the same ``404`` as a wrong guess.
 
+A top-level session is owned by the process that opened it (``SO_PEERCRED``): when that process
+exits, the observer closes the session itself. Its deadline (the owner's lease, see
+`Session.set_deadline`) is set and renewed through the main socket only.
+
 Floods are bounded per socket: at most `MAX_CONNECTIONS` (main) or `MAX_SESSION_CONNECTIONS`
 (a session's socket) connections are served at once (the rest are closed at once), a request must
 arrive within `REQUEST_TIMEOUT` and be at most `MAX_BODY` bytes, and malformed requests get a 4xx.
@@ -24,6 +28,7 @@ import selectors
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +36,11 @@ from typing import Any
 from kolejka import __version__
 from kolejka.common import KolejkaError, Limits, SpecError
 from kolejka.common.limits import SESSION_LIMITS
+from kolejka.common.units import parse_time
 
 from . import legacy
 from .cgroups import CgroupError, Hierarchy, group_of
+from .owners import Owners
 from .registry import Registry, TooMany, innermost, is_within
 from .sessions import Reason, Session
 
@@ -43,7 +50,8 @@ MAX_CONNECTIONS = 256
 MAX_SESSION_CONNECTIONS = 16
 REQUEST_TIMEOUT = 5.0
 MAX_BODY = 64 * 1024
-_PATH = re.compile(r"^/sessions/([0-9a-f]{1,64})(?:/(attach|kill|close))?$")
+OPEN_FIELDS = frozenset({"limits", "cpuset", "container", "parent", "socket_owner", "deadline"})
+_PATH = re.compile(r"^/sessions/([0-9a-f]{1,64})(?:/(attach|kill|close|deadline))?$")
 
 
 class HttpError(Exception):
@@ -162,6 +170,7 @@ class Observer:
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self.owners = Owners(self._orphaned)
 
     # -- sockets ------------------------------------------------------------------------------
 
@@ -233,9 +242,11 @@ class Observer:
         os.write(self._wake_w, b"x")
 
     def _close(self) -> None:
+        self.owners.close()
         self.registry.close_all()
         for key in list(self._listeners):
             self._unlisten(key)
+        self.registry.remove_base()
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -304,6 +315,13 @@ class Observer:
             raise HttpError(405, f"use {'GET' if verb is None else 'POST'} for {path}")
         return 200, self._act(handler, scope, session_id, verb, body)
 
+    def _orphaned(self, session_id: str) -> None:
+        """Close a top-level session whose owner exited."""
+        session = self.registry.get(session_id)
+        if session is not None and session.parent is None:
+            self.registry.close(session)
+            self._unlisten(session.id)
+
     def _innermost(self, handler: Handler, scope: Session) -> Session:
         return innermost(scope, group_of(handler.peer[0], self.hierarchy))
 
@@ -318,7 +336,7 @@ class Observer:
     def _open(
         self, handler: Handler, scope: Session | None, body: dict[str, Any]
     ) -> dict[str, Any]:
-        unknown = set(body) - {"limits", "cpuset", "container", "parent", "socket_owner"}
+        unknown = set(body) - OPEN_FIELDS
         if unknown:
             raise HttpError(400, f"unknown field {sorted(unknown)[0]!r}")
         limits = Limits.from_dict(body.get("limits") or {})
@@ -349,12 +367,21 @@ class Observer:
         top_level = scope is None and parent is None
         if owner is not None and (not top_level or not isinstance(owner, int)):
             raise HttpError(400, "socket_owner (a uid) is for top-level sessions only")
+        deadline = body.get("deadline")
+        if deadline is not None and not top_level:
+            raise HttpError(400, "deadline is for top-level sessions only")
+        seconds = None if deadline is None else parse_time(deadline, "deadline")
         session = self.registry.open(
             limits,
             cpuset=tuple(cpuset) if cpuset else None,
             container=bool(body.get("container", False)),
             parent=parent,
         )
+        if seconds is not None:
+            session.set_deadline(time.monotonic() + seconds)
+        if top_level and handler.peer[0] > 0 and not self.owners.watch(handler.peer[0], session.id):
+            self.registry.close(session)
+            raise HttpError(400, "the process that opened the session is gone")
         socket_path = None
         if owner is not None:
             socket_path = self.sessions_dir / f"{session.id}.sock"
@@ -363,6 +390,7 @@ class Observer:
                     session.id, socket_path, session, MAX_SESSION_CONNECTIONS, 0o600, owner, 0
                 )
             except OSError:
+                self.owners.forget(session.id)
                 self.registry.close(session)
                 raise
         return {
@@ -406,8 +434,21 @@ class Observer:
                 raise HttpError(400, f"reason must be one of {', '.join(Reason)}")
             session.kill(Reason(reason))
             return session.report().to_dict()
+        if verb == "deadline":
+            if scope is not None or session.parent is not None:
+                raise HttpError(
+                    403, "a deadline is set through the main socket, on top-level sessions"
+                )
+            unknown = set(body) - {"deadline"}
+            if unknown:
+                raise HttpError(400, f"unknown field {sorted(unknown)[0]!r}")
+            value = body.get("deadline")
+            seconds = None if value is None else parse_time(value, "deadline")
+            session.set_deadline(None if seconds is None else time.monotonic() + seconds)
+            return session.report().to_dict()
         report = self.registry.close(session)
         if session.parent is None:
+            self.owners.forget(session.id)
             self._unlisten(session.id)
         return report.to_dict()
 

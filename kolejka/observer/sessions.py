@@ -12,6 +12,11 @@ starts counting at the first attach.
 While the program runs, a thread per session polls adaptively: it sleeps until the earliest
 moment a limit could pass (the CPU left divided by the cores the group may use), at most 0.1 s,
 and freezes and kills the whole group (nested sessions included) once one has passed.
+
+A top-level session may carry a *deadline*: the moment its owner's lease on the task ends (less
+a margin), renewed by the owner as it renews the lease. Past it the session is killed whatever
+its state, so that a frozen owner's task is dead before the task runs anywhere else. A killed
+session stays dead until it is closed: whatever enters its group later is killed too.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class Reason(enum.StrEnum):
     CANCEL = "cancel"  # by its owner
     CLOSE = "close"  # processes still running at close
     MEMORY = "memory"  # it used more than its memory limit before the limit could be applied
+    DEADLINE = "deadline"  # its owner did not renew its deadline in time (a lost lease)
 
 
 @dataclass
@@ -167,7 +173,15 @@ class Session:
         self._pids_seen = 0
         self._refused_seen = 0  # forks refused, as seen while the groups that count them exist
         self._final: Report | None = None
-        self.cgroup.create(self._group_limits(starting=container))
+        self._deadline: float | None = None  # time.monotonic() past which the session is killed
+        try:
+            self.cgroup.create(self._group_limits(starting=container))
+        except CgroupError:
+            # The kernel refused a limit: leave no half-made group behind in any hierarchy.
+            with contextlib.suppress(CgroupError):
+                self.cgroup.remove()
+            self._wake.close()
+            raise
         self._thread = threading.Thread(target=self._watch, name=f"session-{self.id}", daemon=True)
         self._thread.start()
 
@@ -197,9 +211,10 @@ class Session:
             if self.container:
                 self._await_program()
             else:
-                while self._state is State.WAITING and not self._closing():
-                    self._wake.wait(RUN_POLL_MAX)
+                while self._state is State.WAITING and not self._expired() and not self._closing():
+                    self._wake.wait(self._until_deadline(RUN_POLL_MAX))
             self._enforce()
+            self._keep_dead()
         except (CgroupError, OSError) as error:
             if self._state is not State.CLOSED:
                 log.warning("session %s: stopped watching: %s", self.id, error)
@@ -212,13 +227,39 @@ class Session:
     def _closing(self) -> bool:
         return self._state is State.CLOSED or self._killed is not None
 
+    def set_deadline(self, at: float | None) -> None:
+        """Kill the session at `at` (`time.monotonic()`), unless set again before; `None`: no
+        deadline. For top-level sessions: a nested one lives within its parent's."""
+        with self._lock:
+            self._deadline = at
+        self._wake.set()
+
+    def _until_deadline(self, pause: float) -> float:
+        deadline = self._deadline
+        return pause if deadline is None else max(min(pause, deadline - time.monotonic()), 0.0)
+
+    def _expired(self) -> bool:
+        """Kill the session if its deadline has passed; whether it is killed."""
+        deadline = self._deadline
+        if self._killed is None and deadline is not None and time.monotonic() >= deadline:
+            self.kill(Reason.DEADLINE)
+        return self._killed is not None
+
+    def _keep_dead(self) -> None:
+        """Until the session closes, kill whatever enters the group of a killed session (a
+        container its owner was starting when the deadline passed)."""
+        while self._killed is not None and self._state is not State.CLOSED:
+            if self.cgroup.processes():
+                self.cgroup.kill()
+            self._wake.wait(RUN_POLL_MAX)
+
     def _await_program(self) -> None:
         """Wait for the runtime's init to execute the program; take the baseline just before."""
-        while not self._closing() and not self.cgroup.processes():
-            self._wake.wait(WAIT_POLL)
+        while not self._expired() and not self._closing() and not self.cgroup.processes():
+            self._wake.wait(self._until_deadline(WAIT_POLL))
         baseline = _Cpu(*self.cgroup.cpu_times())
         init: tuple[int, tuple[int, int]] | None = None
-        while not self._closing():
+        while not self._expired() and not self._closing():
             cpu = _Cpu(*self.cgroup.cpu_times())
             if init is not None:
                 try:
@@ -301,6 +342,9 @@ class Session:
             self._refused_seen = max(self._refused_seen, self.cgroup.refused_forks() or 0)
             pause = RUN_POLL_MAX
             if self._killed is None:
+                if self._expired():
+                    continue
+                pause = self._until_deadline(pause)
                 used = self.cgroup.cpu_times()[0] - self._baseline.usage
                 elapsed = time.monotonic() - self._started
                 if limits.cpu_time is not None and used >= limits.cpu_time:

@@ -61,10 +61,11 @@ def env_size(name: str, default: str) -> int:
         raise ImproperlyConfigured(str(error)) from None
 
 
-def env_seconds(name: str, default: str) -> float:
-    """A duration in seconds, written as in the task format (``60s``, ``5min``)."""
+def env_seconds(name: str, default: str, *, zero: bool = False) -> float:
+    """A duration in seconds, written as in the task format (``60s``, ``5min``); greater than
+    zero unless `zero` allows it."""
     try:
-        return parse_time(os.environ.get(name) or default, name, positive=True)
+        return parse_time(os.environ.get(name) or default, name, positive=not zero)
     except SpecError as error:
         raise ImproperlyConfigured(str(error)) from None
 
@@ -232,7 +233,23 @@ BLOB_MAX_SIZE = env_size("KOLEJKA_BLOB_MAX_SIZE", "4G")
 USER_QUOTA = env_size("KOLEJKA_USER_QUOTA", "100G")
 BLOB_GRACE = env_seconds("KOLEJKA_BLOB_GRACE", "1D")
 LEASE_TTL = env_seconds("KOLEJKA_LEASE_TTL", "60s")
+# A node kills its copy of a task at `expires - margin` unless it renewed the lease, and the
+# server requeues the task only after `expires + margin`: two copies never run at once, even
+# when the node froze (the observer kills it) or its clock runs a little apart.
+# A twentieth of the lease by default: heartbeats that come as late as 0.9 of the lease still
+# renew it before the node's own deadline.
+LEASE_MARGIN = env_seconds("KOLEJKA_LEASE_MARGIN", f"{LEASE_TTL / 20}s")
+if LEASE_MARGIN >= LEASE_TTL / 2:
+    raise ImproperlyConfigured(
+        f"KOLEJKA_LEASE_MARGIN ({LEASE_MARGIN:g} s) must be less than half of KOLEJKA_LEASE_TTL "
+        f"({LEASE_TTL:g} s): a node kills its task at the lease's end less the margin"
+    )
 MAX_ATTEMPTS = env_int("KOLEJKA_MAX_ATTEMPTS", 3, minimum=1)
+# After a failed attempt the task waits RETRY_DELAY (doubled for each attempt so far, at most
+# RETRY_DELAY_MAX) before any node may take it, and RETRY_AVOID before the node that failed it.
+RETRY_DELAY = env_seconds("KOLEJKA_RETRY_DELAY", "2s", zero=True)
+RETRY_DELAY_MAX = env_seconds("KOLEJKA_RETRY_DELAY_MAX", "5min", zero=True)
+RETRY_AVOID = env_seconds("KOLEJKA_RETRY_AVOID", "1min", zero=True)
 MAX_WAIT = env_seconds("KOLEJKA_MAX_WAIT", "60s")
 # How often a sleeping long-poll looks at the database even without a wake-up (a safety net
 # for lost notifications and for leases that expire while nobody calls in).

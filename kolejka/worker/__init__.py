@@ -5,7 +5,8 @@ execute`` is the same call from the command line.
 """
 
 from .config import Placement, PullPolicy, WorkerConfig
+from .deadline import Deadline
 from .run import execute
 from .sweep import sweep
 
-__all__ = ["Placement", "PullPolicy", "WorkerConfig", "execute", "sweep"]
+__all__ = ["Deadline", "Placement", "PullPolicy", "WorkerConfig", "execute", "sweep"]

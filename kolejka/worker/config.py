@@ -59,6 +59,9 @@ class WorkerConfig:
     - `grace`: how long past `time` the worker itself stops a task the observer did not stop.
     - `docker_url`: the docker engine; default ``DOCKER_HOST`` or the local socket.
     - `labels`: extra labels put on every container (tests use them to find their own).
+    - `owner`: the identity of the foreman the worker runs in (its node name and work dir): it
+      labels the containers and names the groups the worker makes, and `sweep` then removes only
+      what carries it (another grid's foreman on the same host keeps its own).
     - `root_images`: image patterns (``kolejka/judge:*``, as `fnmatch`) whose tasks run as root
       unless they ask ``root: false``, whatever `defaults` and `maxima` say of root: the
       original kolejka ran every task as root, and kolejka-judge's tasks need it.
@@ -83,6 +86,7 @@ class WorkerConfig:
         default_factory=lambda: os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     )
     labels: tuple[tuple[str, str], ...] = ()
+    owner: str | None = None
     root_images: tuple[str, ...] = ()
 
 

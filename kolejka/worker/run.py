@@ -43,6 +43,7 @@ from . import engine, rootfs
 from .collect import collect
 from .config import DEFAULT_LIMITS, Placement, WorkerConfig
 from .container import Plan, container_config
+from .deadline import Deadline
 from .sessions import open_session
 from .streams import STDERR, STDOUT, Sink, feed, pump
 from .workspace import Workspace, WorkspaceFull
@@ -51,6 +52,10 @@ log = logging.getLogger(__name__)
 
 LABEL = "org.kolejka.worker"
 HOST_PID_LABEL = "org.kolejka.host-pid"  # host:pid of the worker that made the container
+OWNER_LABEL = "org.kolejka.owner"  # the foreman's identity (`WorkerConfig.owner`), if any
+# How often a running task's session at the observer is looked at: an observer that no longer
+# answers can no longer enforce the task's limits, so the task is stopped.
+OBSERVER_CHECK = 1.0
 
 
 class SessionHandle(Protocol):
@@ -59,6 +64,8 @@ class SessionHandle(Protocol):
     @property
     def cgroup_parent(self) -> str: ...
     def kill(self, reason: Reason) -> None: ...
+    def set_deadline(self, at: float | None) -> None: ...
+    def report(self) -> Report: ...
     def close(self) -> Report: ...
 
 
@@ -73,13 +80,16 @@ def execute(
     config: WorkerConfig,
     placement: Placement | None = None,
     cancel: threading.Event | None = None,
+    deadline: Deadline | None = None,
 ) -> Result:
     """Run the task in `task_dir` and write its result (``kolejka_result.json`` and the output
     files) into `result_dir`, which must be missing or empty. Return the result.
 
     Thread-safe: call it from many threads at once (one docker client is shared). `placement`
     gives the cores and GPUs the foreman assigned; `cancel`, when set, kills the task at once (the
-    result is then ``SYSTEM_ERROR``, error ``cancelled``). Whatever the task does, and whatever
+    result is then ``SYSTEM_ERROR``, error ``cancelled``). `deadline`, when given, is handed to
+    the task's session, which kills the task at that moment unless the caller extends it (a lease
+    the caller could not renew; ``SYSTEM_ERROR``). Whatever the task does, and whatever
     fails in the platform, the verdict is in the result (``SYSTEM_ERROR`` says what failed):
     the only exception raised for a task is `SpecError` (an invalid task: nothing was run and no
     result written). `OSError` is raised if the result itself cannot be written. Nothing is left
@@ -88,7 +98,7 @@ def execute(
     task_path, result_path = Path(task_dir), Path(result_dir)
     task = load_task(task_path)
     _check_result_dir(result_path)
-    result = _Run(task, task_path, result_path, config, placement, cancel).run()
+    result = _Run(task, task_path, result_path, config, placement, cancel, deadline).run()
     save_result(result, result_path)
     return result
 
@@ -174,6 +184,7 @@ class _Outcome:
     start_error: str | None = None
     overflow: bool = False
     deadline_passed: bool = False
+    observer_checked: float = 0.0
 
 
 class _Run:
@@ -185,8 +196,10 @@ class _Run:
         config: WorkerConfig,
         placement: Placement | None,
         cancel: threading.Event | None,
+        deadline: Deadline | None,
     ) -> None:
         self.task = task
+        self.deadline = deadline
         self.task_dir = task_dir
         self.result_dir = result_dir
         self.config = config
@@ -255,8 +268,13 @@ class _Run:
         )
         undo.callback(workspace.remove)
         workspace.populate(task, self.task_dir)
-        session, session_socket = open_session(config, limits, cores, uid)
-        undo.callback(session.close)
+        opened_at = self.deadline.at if self.deadline else None
+        session, session_socket = open_session(config, limits, cores, uid, opened_at)
+        undo.callback(_close_session, session)
+        if self.deadline is not None:
+            undo.callback(self.deadline.follow(session.set_deadline))
+            if self.deadline.at != opened_at:  # renewed while the session was being opened
+                session.set_deadline(self.deadline.at)
         self._check_cancel()
         name = f"kolejka-{secrets.token_hex(8)}"
         plan = Plan(
@@ -271,8 +289,7 @@ class _Run:
             observer_socket=session_socket,
             image_volumes=tuple((image.get("Config") or {}).get("Volumes") or ()),
             storage=limits.storage if config.storage_opt else None,
-            labels={LABEL: "1", HOST_PID_LABEL: f"{socket.gethostname()}:{os.getpid()}"}
-            | dict(config.labels),
+            labels=container_labels(config),
             root=root,
         )
         container = api.create_container_from_config(container_config(task, plan), name)["Id"]
@@ -359,6 +376,11 @@ class _Run:
                 if late and not outcome.deadline_passed:
                     outcome.deadline_passed = True
                     stop(Reason.TIME)
+                if self.config.observer and time.monotonic() - outcome.observer_checked > (
+                    OBSERVER_CHECK
+                ):
+                    outcome.observer_checked = time.monotonic()
+                    self._check_observer(session, stop)
 
             def overflow() -> None:
                 outcome.overflow = True
@@ -369,6 +391,21 @@ class _Run:
         finally:
             sock.close()
             raw.close()
+
+    @staticmethod
+    def _check_observer(session: SessionHandle, stop: Callable[[Reason], None]) -> None:
+        """Stop the task as a platform failure if the observer no longer answers for its
+        session: nothing would enforce its time limits (the kernel still holds the rest)."""
+        from kolejka.observer.client import ObserverError
+
+        try:
+            session.report()
+        except ObserverError as error:
+            stop(Reason.CANCEL)
+            raise _Platform(
+                f"the observer was lost while the task ran ({error}); the task was stopped, as "
+                "its limits could no longer be enforced"
+            ) from error
 
     @staticmethod
     def _wait(api: Any, container: str, tick: Callable[[], None]) -> int:
@@ -389,6 +426,15 @@ class _Run:
             return
         result.result = outcome.exit_code
         killed = report.killed if report is not None else None
+        # Past the deadline the attempt is over, whoever killed the task (the watchdog of a
+        # foreman that was frozen, before the session's own watcher could say so).
+        late = self.deadline is not None and self.deadline.left() <= 0
+        if killed is Reason.DEADLINE or late:
+            self._fail(
+                "the task was stopped at its lease's deadline: its node could not renew the lease "
+                "in time"
+            )
+            return
         if outcome.deadline_passed and killed is Reason.TIME and self.config.observer:
             result.error = "the observer did not stop the task at its time limit; the worker did"
         if killed is Reason.CPU_TIME:
@@ -422,6 +468,27 @@ def start_verdict(program: str, error: str) -> tuple[Status, int | None]:
     if "OOM" in error or "out of memory" in error:
         return Status.MEMORY_LIMIT, None
     return Status.SYSTEM_ERROR, None
+
+
+def container_labels(config: WorkerConfig) -> dict[str, str]:
+    """The labels of a task's container: what `sweep` tells leftovers by."""
+    labels = {LABEL: "1", HOST_PID_LABEL: f"{socket.gethostname()}:{os.getpid()}"}
+    if config.owner is not None:
+        labels[OWNER_LABEL] = config.owner
+    return labels | dict(config.labels)
+
+
+def _close_session(session: SessionHandle) -> None:
+    """Close `session` on the way out; an observer that no longer answers is logged (its
+    successor sweeps the group when it starts), so that the run's own error is the one kept."""
+    from kolejka.observer.client import ObserverError
+
+    try:
+        session.close()
+    except ObserverError as error:
+        if error.status not in (0, 404):
+            raise
+        log.warning("cannot close the task's session: %s", error)
 
 
 def _remove_container(api: Any, container: str) -> None:

@@ -2,8 +2,12 @@
 SIGKILL, the machine lost power): their containers, cgroups and workspaces.
 
 A worker names everything it makes with its pid (a container label, the workspace's and the
-group's names), so a sweep removes only what belongs to workers that no longer run. The foreman
-calls it when it starts.
+group's names) and, in a foreman, with the foreman's identity (`WorkerConfig.owner`: its node
+name and work dir). A foreman's sweep removes only what carries its own identity: it holds the
+lock of that identity (`kolejka.foreman.lock`), so whatever carries it was left by a run that
+is over, whatever its pid. A worker without an identity removes only what carries none and was
+made by a worker whose pid no longer runs. Another grid's foreman on the same host, or one in
+another pid namespace, is never touched. The foreman calls it when it starts.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import socket
 from pathlib import Path
 
 from .config import WorkerConfig
-from .run import HOST_PID_LABEL, LABEL
+from .run import HOST_PID_LABEL, LABEL, OWNER_LABEL
+from .sessions import owner_tag
 from .workspace import Workspace
 
 
@@ -31,28 +36,42 @@ def _dead(pid_text: str) -> bool:
     return False
 
 
+def _left_by_us(config: WorkerConfig, labels: dict[str, str]) -> bool:
+    owner = labels.get(OWNER_LABEL)
+    if config.owner is not None:
+        return owner == config.owner
+    host, _, pid = labels.get(HOST_PID_LABEL, "").rpartition(":")
+    return owner is None and host == socket.gethostname() and _dead(pid)
+
+
+def _group_left_by_us(config: WorkerConfig, name: str) -> bool:
+    if config.owner is not None:
+        return name.startswith(owner_tag(config.owner) + "-")
+    return _dead(name.partition("-")[0])
+
+
 def sweep(config: WorkerConfig) -> list[str]:
-    """Remove dead workers' containers, cgroups (made without an observer) and workspaces;
-    return what was removed."""
+    """Remove the containers, cgroups (made without an observer) and workspaces left by dead
+    workers of this identity; return what was removed."""
     from . import engine
     from .sessions import _hierarchy
 
     removed: list[str] = []
     api = engine.client(config.docker_url)
-    host = socket.gethostname()
     for container in api.containers(all=True, filters={"label": LABEL}):
-        owner_host, _, pid = (container.get("Labels") or {}).get(HOST_PID_LABEL, "").rpartition(":")
-        if owner_host == host and _dead(pid):
+        if _left_by_us(config, container.get("Labels") or {}):
             with contextlib.suppress(Exception):  # removed meanwhile
                 api.remove_container(container["Id"], force=True, v=True)
                 removed.append(f"container {container['Id'][:12]}")
     hierarchy = _hierarchy()
     for name in hierarchy.leftovers(config.cgroup_base):
-        if _dead(name.partition("-")[0]):
+        if _group_left_by_us(config, name):
             hierarchy.group(f"{config.cgroup_base}/{name}").remove()
             removed.append(f"cgroup {config.cgroup_base}/{name}")
     for folder in sorted(Path(config.temp_dir).glob(f"{Workspace.PREFIX}*")):
-        if _dead(folder.name[len(Workspace.PREFIX) :].partition("-")[0]):
+        # A foreman's workspaces are in its own work dir: all of them are its own.
+        pid = folder.name[len(Workspace.PREFIX) :].partition("-")[0]
+        if config.owner is not None or _dead(pid):
             Workspace(folder, 0, 0).remove()
             removed.append(f"workspace {folder}")
     return removed

@@ -4,12 +4,16 @@ node calls (there is no foreman daemon yet to run them)."""
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -104,15 +108,44 @@ def manage(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-@contextmanager
-def live_server(data: Path, **settings: str) -> Iterator[LiveServer]:
+def _server_env(data: Path, **settings: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("KOLEJKA_")}
     env.pop("DATABASE_URL", None)
     env.update(KOLEJKA_DATA=str(data), KOLEJKA_DB_POOL_SIZE="4", **settings)
-    manage(env, "migrate", "--no-input")
-    for name, role in USERS.items():
-        manage(env, "adduser", name, "--password", PASSWORD, "--role", role)
-    tokens = {name: manage(env, "token", name).strip() for name in USERS}
+    return env
+
+
+_template: tuple[Path, dict[str, str]] | None = None
+
+
+def _template_data() -> tuple[Path, dict[str, str]]:
+    """A data folder migrated and holding the test users, made once per test run (a dozen
+    commands of half a minute in all), and copied for each live server; its tokens."""
+    global _template
+    if _template is None:
+        from ..server.harness import MAKE_USERS
+
+        data = Path(tempfile.mkdtemp(prefix="kolejka-live-template-"))
+        atexit.register(shutil.rmtree, data, ignore_errors=True)
+        env = _server_env(data)
+        manage(env, "migrate", "--no-input")
+        made = subprocess.run(
+            [str(BIN / "kolejka-server"), "shell", "-c", MAKE_USERS],
+            env=env,
+            input=json.dumps([USERS, PASSWORD]),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        _template = data, json.loads(made.stdout.strip().splitlines()[-1])
+    return _template
+
+
+@contextmanager
+def live_server(data: Path, **settings: str) -> Iterator[LiveServer]:
+    template, tokens = _template_data()
+    shutil.copytree(template, data, dirs_exist_ok=True)
+    env = _server_env(data, **settings)
     server = LiveServer(data, env, tokens)
     server.start()
     try:
@@ -130,9 +163,9 @@ class StandInForeman:
     """Claims the tasks of one test (they require its tag) and reports results, as a foreman
     would, through `KolejkaClient`'s node calls."""
 
-    def __init__(self, server: LiveServer, tag: str) -> None:
+    def __init__(self, server: LiveServer, tag: str, name: str | None = None) -> None:
         self.client = server.client("fred")
-        self.name = f"node-{tag}"
+        self.name = name or f"node-{tag}"
         self.free = Capacity(cpus=4, memory=8 << 30, workspace=8 << 30)
         self.client.register_node(self.name, self.free, tags=[tag])
 

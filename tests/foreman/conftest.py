@@ -16,8 +16,8 @@ def make_grid(tmp_path) -> Iterator:
             root = tmp_path / f"grid{len(grids)}"
             root.mkdir()
             server = stack.enter_context(live_server(root / "server", **settings))
-            socket = stack.enter_context(observer(root))
-            grid = Grid(server, socket, root)
+            daemon = stack.enter_context(observer(root))
+            grid = Grid(server, daemon, root)
             stack.callback(grid.close)
             grids.append(grid)
             return grid

@@ -186,7 +186,7 @@ def test_it_kills_a_task_its_owner_cancels(make_grid, tmp_path):
 
 
 def test_it_reports_a_missing_image_as_a_platform_failure(make_grid, tmp_path):
-    grid = make_grid(KOLEJKA_MAX_ATTEMPTS="2")
+    grid = make_grid(KOLEJKA_MAX_ATTEMPTS="2", KOLEJKA_RETRY_AVOID="1s")
     grid.foreman("node-a")
     key = submit(grid, tmp_path, "t", ["true"], image="localhost:1/kolejka-test/none:v1")
     info = grid.wait_state(key, {TaskState.DONE, TaskState.FAILED})

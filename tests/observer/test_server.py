@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,74 @@ def test_it_refuses_to_start_twice_on_one_socket(observer, clean):
     assert second.returncode == 1
     assert "another observer is serving" in second.stderr
     assert ObserverClient(str(observer)).info()["service"] == "kolejka-observer"
+
+
+def test_it_kills_a_session_whose_deadline_its_owner_let_pass(client, observer):
+    session = client.open(Limits(time=60), deadline=time.monotonic() + 30)
+    program = attaching_program(observer, session.id, session.secret, "time.sleep(60)")
+    assert program.stdout is not None and program.stdout.readline() == "attached\n"
+    session.set_deadline(time.monotonic() + 0.3)  # renewed once, shorter, then never again
+    assert program.wait(timeout=10) == -9
+    assert session.close().killed is Reason.DEADLINE
+
+
+def test_it_lets_only_the_main_socket_set_a_deadline(client, observer):
+    session = client.open(Limits(time=60), socket_owner=os.getuid())
+    inside = ObserverClient(str(session.socket))
+    with pytest.raises(ObserverError) as refused:
+        inside.request(
+            "POST", f"/sessions/{session.id}/deadline", {"deadline": "1H"}, session.secret
+        )
+    assert refused.value.status in (403, 404)
+    with pytest.raises(ObserverError, match="deadline"):
+        client.request("POST", "/sessions", {"deadline": "soon"})
+    assert session.close().killed is None
+
+
+def test_it_closes_a_session_whose_owner_was_killed(observer):
+    owner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys\n"
+            "from kolejka.common import Limits\n"
+            "from kolejka.observer.client import ObserverClient\n"
+            f"session = ObserverClient({str(observer)!r}).open(Limits())\n"
+            "child = subprocess.Popen(['sleep', '60'])\n"
+            "from kolejka.observer.cgroups import Hierarchy\n"
+            "print(session.cgroup_parent, child.pid, flush=True)\n"
+            "Hierarchy.discover().group(session.cgroup_parent).attach(child.pid)\n"
+            "print('attached', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert owner.stdout is not None
+    group, child = owner.stdout.readline().split()
+    assert owner.stdout.readline() == "attached\n"
+    owner.kill()  # a SIGKILLed worker: nobody closes its session
+    owner.wait()
+    wait_for(lambda: not alive(int(child)), "the session's process to be killed")
+    wait_for(
+        lambda: not [p for p in Path("/sys/fs/cgroup").glob(f"*{group}") if p.is_dir()],
+        "the session's group to go from every hierarchy",
+    )
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting for its new parent to reap it does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_it_removes_its_base_group_when_it_exits(clean, tmp_path):
+    path = tmp_path / "observer.sock"
+    base = f"{clean.cgroup_base}-exit"
+    with start_observer(path, base):
+        ObserverClient(str(path)).open(Limits()).close()
+        assert list(Path("/sys/fs/cgroup").glob(f"*/{base}"))
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/{base}"))

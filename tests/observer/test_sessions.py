@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -130,3 +131,61 @@ def test_it_closes_idempotently_and_removes_the_group_everywhere(session):
     assert program.wait() == -9
     assert first.killed is Reason.CLOSE
     assert watched.close() is first
+
+
+def test_it_kills_a_session_at_its_deadline(session):
+    program = Program("time.sleep(60)")
+    watched = session(Limits(time=60))
+    watched.set_deadline(time.monotonic() + 0.3)
+    watched.attach(program.process.pid)
+    program.go()
+    assert program.wait() == -9
+    report = watched.close()
+    assert report.killed is Reason.DEADLINE
+    assert 0.2 < (report.stats.time or 0) < 1.0
+
+
+def test_it_lives_on_while_its_deadline_is_renewed(session):
+    program = Program("time.sleep(1.0)")
+    watched = session(Limits(time=60))
+    watched.set_deadline(time.monotonic() + 0.4)
+    watched.attach(program.process.pid)
+    program.go()
+    while True:  # the owner renewing its lease every 0.1 s until the program ends
+        watched.set_deadline(time.monotonic() + 0.4)
+        try:
+            assert program.process.wait(timeout=0.1) == 0
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    assert watched.close().killed is None
+
+
+def test_it_kills_what_enters_a_session_killed_at_its_deadline(session):
+    watched = session(Limits(time=60))
+    watched.set_deadline(time.monotonic())
+    wait_for(lambda: watched.report().killed, "the deadline to kill the session")
+    late = subprocess.Popen(["sleep", "60"])
+    watched.cgroup.attach(late.pid)  # `attach` refuses a killed session; the kernel does not
+    assert late.wait(timeout=10) == -9
+    assert watched.close().killed is Reason.DEADLINE
+
+
+def test_it_applies_every_limit_at_its_largest_accepted_value(session):
+    from kolejka.common.limits import MAX_CPUS, MAX_PIDS, MAX_SIZE
+
+    program = Program("pass")
+    watched = session(Limits(memory=MAX_SIZE, swap=MAX_SIZE, pids=MAX_PIDS, cpus=MAX_CPUS))
+    watched.attach(program.process.pid)
+    program.go()
+    assert program.wait() == 0
+    assert watched.close().killed is None
+
+
+def test_it_leaves_no_group_when_the_kernel_refuses_a_limit(clean):
+    from kolejka.observer.cgroups import CgroupError
+
+    path = f"{clean.cgroup_base}/{secrets.token_hex(4)}"
+    with pytest.raises(CgroupError, match=r"pids\.max"):
+        Session(Hierarchy.discover().group(path), Limits(pids=2**31), container=False)
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/{path}"))

@@ -53,12 +53,24 @@ def grid(templates: dict[str, Template], backend: str, tmp_path: Path) -> Iterat
 
 @pytest.fixture
 def short_leases(templates: dict[str, Template], backend: str, tmp_path: Path) -> Iterator[Server]:
-    """A server whose leases last one second and whose tasks get two attempts."""
+    """A server whose leases last one second and whose tasks get two attempts, the second at
+    once and on any node (retry spacing has its own tests)."""
     with serve(
         templates[backend],
         tmp_path / "data",
         KOLEJKA_LEASE_TTL="1s",
         KOLEJKA_MAX_ATTEMPTS="2",
+        KOLEJKA_RETRY_DELAY="0s",
+        KOLEJKA_RETRY_AVOID="0s",
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def quick_retries(templates: dict[str, Template], backend: str, tmp_path: Path) -> Iterator[Server]:
+    """A server that lets any node retry a failed task at once (no spacing, no avoidance)."""
+    with serve(
+        templates[backend], tmp_path / "data", KOLEJKA_RETRY_DELAY="0s", KOLEJKA_RETRY_AVOID="0s"
     ) as running:
         yield running
 

@@ -90,8 +90,10 @@ def test_it_tells_the_foreman_of_a_cancel_and_refuses_its_result(grid: Server):
     assert fred.get("nodes/").json()["results"][0]["running"] == []
 
 
-def test_it_requeues_a_failed_attempt_while_attempts_remain_then_fails_it(grid: Server):
-    alice, fred = grid.api("alice"), grid.api("fred")
+def test_it_requeues_a_failed_attempt_while_attempts_remain_then_fails_it(
+    quick_retries: Server,
+):
+    alice, fred = quick_retries.api("alice"), quick_retries.api("fred")
     task = submit(alice)
     register(fred, "n1")
     for attempt in range(1, 4):

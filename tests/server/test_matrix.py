@@ -164,6 +164,12 @@ ROWS = {
         {**each(403), "ada": 200},
         body=lambda w, c: {"drain": False},
     ),
+    "health": Row(
+        "POST",
+        lambda w: "nodes/n1/health/",
+        {"alice": 403, "bob": 403, "fred": 200, "gina": 404, "ivan": 403, "ada": 404},
+        body=lambda w, c: {"problems": []},
+    ),
     "claim": Row(
         "POST",
         lambda w: "nodes/n1/claim/",

@@ -28,7 +28,7 @@ from django.utils import timezone
 from kolejka.common import Capacity, Demand, Limits, SpecError
 from kolejka.common import Task as TaskSpec
 
-from . import backlog, transitions, wakeup
+from . import backlog, retries, transitions, wakeup
 from .models import ACTIVE, Backlog, Lease, Node, State, Task
 
 # Rows read from one owner's queue per look, and in all per claim: what bounds a claim's cost
@@ -197,6 +197,8 @@ def claim_once(node: Node, free: Capacity, idle: bool) -> Claimed | None:
     tags = frozenset(node.tags)
     defaults = Limits.from_dict(node.defaults)
     prefilter = _prefilter(free, defaults, tags, idle)
+    # Retry spacing, and the node that failed a task's last attempt avoided (retries.py).
+    prefilter &= retries.claimable(node.pk, timezone.now())
     for _ in range(3):
         # On SQLite the transaction holds the write lock from its start, so the candidates are
         # read and taken with no other claim in between. On PostgreSQL other claims run alongside:
@@ -204,7 +206,7 @@ def claim_once(node: Node, free: Capacity, idle: bool) -> Claimed | None:
         with transaction.atomic():
             # Claims for one node take turns, so that together they never pass its slots.
             current = transitions.locked(Node.objects.filter(pk=node.pk)).first()
-            if current is None or current.draining:
+            if current is None or not current.takes_tasks:  # draining, or unhealthy
                 return None
             if Lease.objects.filter(node=node, ended=None).count() >= current.slots:
                 return None

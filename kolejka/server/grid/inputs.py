@@ -108,6 +108,14 @@ class ClaimRequest(StrictSerializer):
     wait = WaitField()
 
 
+class HealthRequest(StrictSerializer):
+    problems = serializers.ListField(
+        child=StrictCharField(allow_blank=False, max_length=1000),
+        max_length=32,
+        help_text="what the node's own check found; [] when healthy",
+    )
+
+
 class HeartbeatRequest(StrictSerializer):
     running = StrictBooleanField(required=False, default=False)
 

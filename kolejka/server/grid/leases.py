@@ -169,11 +169,14 @@ def release(lease: Lease) -> Task:
 def reap(now: datetime, limit: int = 100) -> int:
     """End up to `limit` expired leases; requeue or fail their tasks. Return how many ended."""
     reaped = 0
-    expired = Lease.objects.filter(ended=None, expires__lt=now).order_by("expires")
+    # Only past the margin: the node has killed its copy by `expires - margin` (its observer
+    # does, even if the node froze), so a second copy never starts while the first runs.
+    past = now - timedelta(seconds=settings.LEASE_MARGIN)
+    expired = Lease.objects.filter(ended=None, expires__lt=past).order_by("expires")
     for lease_id, node_name in expired.values_list("id", "node__name")[:limit]:
         with transaction.atomic():
             # Loser of a race with a heartbeat (renewed first) or another reaper: 0 rows, skip.
-            if not Lease.objects.filter(id=lease_id, ended=None, expires__lt=now).update(
+            if not Lease.objects.filter(id=lease_id, ended=None, expires__lt=past).update(
                 ended=now, outcome=Outcome.EXPIRED
             ):
                 continue

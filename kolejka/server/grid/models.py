@@ -68,7 +68,8 @@ class Image(models.Model):
 
 
 class Node(models.Model):
-    """A grid node as its foreman registered it."""
+    """A grid node as its foreman registered it. `problems` are what its own health check found
+    last (`health.py`): a node with any claims nothing until it reports none."""
 
     name = models.CharField(max_length=255, unique=True)
     owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="nodes")
@@ -77,11 +78,18 @@ class Node(models.Model):
     defaults = models.JSONField(default=dict)
     slots = models.PositiveIntegerField(default=1)
     draining = models.BooleanField(default=False)
+    problems = models.JSONField(default=list, blank=True)
+    checked = models.DateTimeField(null=True, blank=True)  # when it last reported its health
     last_seen = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def takes_tasks(self) -> bool:
+        """Whether the node may be given tasks now: not draining, and healthy."""
+        return not self.draining and not self.problems
 
 
 def new_batch_key() -> str:
@@ -145,6 +153,14 @@ class Task(models.Model):
     exclusive = models.BooleanField(default=False)
     # The task requires tags or abstract resources: a node with neither never takes it.
     labelled = models.BooleanField(default=False)
+    # After a failed attempt (`retries.py`): no node takes the task before `not_before`, and the
+    # node that failed it (`avoid_node`) not before `avoid_until`; `last_failure` says what failed.
+    not_before = models.DateTimeField(null=True, blank=True)
+    avoid_node = models.ForeignKey(
+        Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    avoid_until = models.DateTimeField(null=True, blank=True)
+    last_failure = models.TextField(null=True, blank=True)
 
     class Meta:
         indexes = (

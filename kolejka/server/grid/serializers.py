@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
+from . import pending
 from .models import Image, Lease, Node, State, Task
 
 
@@ -27,12 +29,16 @@ class TaskSerializer(serializers.Serializer[Any]):
     started = serializers.DateTimeField(allow_null=True)
     finished = serializers.DateTimeField(allow_null=True)
     error = serializers.CharField(allow_null=True)
+    reason = serializers.CharField(
+        allow_null=True, help_text="why a queued task waits: a failed attempt, no node fits, ..."
+    )
     task = serializers.JSONField(help_text="kolejka_task.json, files as references")
     result = serializers.JSONField(allow_null=True, help_text="kolejka_result.json once done")
 
 
-def task_resource(task: Task) -> dict[str, Any]:
-    """`task` as the API shows it; its owner, node and batch should be loaded with it."""
+def task_resource(task: Task, reasons: pending.Reasons | None = None) -> dict[str, Any]:
+    """`task` as the API shows it; its owner, node and batch should be loaded with it. A list
+    gives all its tasks one `reasons`, so that the nodes are read once."""
     return {
         "key": task.key,
         "owner": task.owner.username,
@@ -47,6 +53,7 @@ def task_resource(task: Task) -> dict[str, Any]:
         "started": task.started,
         "finished": task.finished,
         "error": task.error,
+        "reason": pending.reason(task, reasons),
         "task": task.spec,
         "result": task.result,
     }
@@ -99,6 +106,8 @@ class NodeSerializer(serializers.ModelSerializer[Node]):
             "last_seen",
             "running",
             "draining",
+            "problems",
+            "checked",
         )
 
     def get_running(self, node: Node) -> list[str]:
@@ -116,15 +125,20 @@ class NodePageSerializer(serializers.Serializer[Any]):
 
 class LeaseSerializer(serializers.ModelSerializer[Lease]):
     ttl = serializers.SerializerMethodField()
+    margin = serializers.SerializerMethodField(
+        help_text="the node kills its task this long before the lease ends; the server "
+        "requeues it this long after"
+    )
 
     class Meta:
         model = Lease
-        fields = ("id", "expires", "ttl", "attempt")
+        fields = ("id", "expires", "ttl", "margin", "attempt")
 
     def get_ttl(self, lease: Lease) -> float:
-        from django.conf import settings
-
         return float(settings.LEASE_TTL)
+
+    def get_margin(self, lease: Lease) -> float:
+        return float(settings.LEASE_MARGIN)
 
 
 class ClaimSerializer(serializers.Serializer[Any]):

@@ -9,7 +9,7 @@ from typing import TypeVar
 from django.db import connection
 from django.db.models import Model, QuerySet
 
-from . import backlog, callbacks, wakeup
+from . import backlog, callbacks, retries, wakeup
 from .errors import Conflict
 from .models import ACTIVE, FINISHED, Lease, Outcome, State, Task, TaskFile
 
@@ -28,18 +28,21 @@ def end_lease(task: Task, now: datetime, outcome: Outcome) -> None:
         Lease.objects.filter(id=task.lease_id, ended=None).update(ended=now, outcome=outcome)
 
 
-def requeue(task: Task, now: datetime) -> None:
-    """Put `task` back in the queue, keeping its attempts."""
-    Task.objects.filter(pk=task.pk).update(state=State.QUEUED, node=None, started=None, updated=now)
+def requeue(task: Task, now: datetime, **fields: object) -> None:
+    """Put `task` back in the queue, keeping its attempts (and setting `fields`)."""
+    Task.objects.filter(pk=task.pk).update(
+        state=State.QUEUED, node=None, started=None, updated=now, **fields
+    )
     backlog.queued(task.owner_id, task.priority)
     wakeup.notify(wakeup.QUEUE)
     wakeup.notify(wakeup.task_topic(task.pk))
 
 
 def retry_or_fail(task: Task, now: datetime, error: str, *, retry: bool = True) -> None:
-    """After a failed attempt: queue `task` again while attempts remain, else fail it."""
+    """After a failed attempt: queue `task` again while attempts remain (spaced, and elsewhere
+    first: `retries`), else fail it."""
     if retry and task.attempts < task.max_attempts:
-        requeue(task, now)
+        requeue(task, now, **retries.after_failure(task.attempts, task.node_id, now, error))
         return
     Task.objects.filter(pk=task.pk).update(
         state=State.FAILED, error=error, finished=now, updated=now
@@ -108,6 +111,7 @@ def _afresh(task: Task, now: datetime) -> None:
         started=None,
         finished=None,
         updated=now,
+        **retries.CLEARED,
     )
     backlog.queued(task.owner_id, task.priority)
     wakeup.notify(wakeup.QUEUE)

@@ -13,11 +13,12 @@ from rest_framework.response import Response
 
 from kolejka.common import Capacity, Limits
 
-from .. import leases, nodes, polls
+from .. import health, leases, nodes, polls
 from ..inputs import (
     ClaimRequest,
     DrainRequest,
     FailRequest,
+    HealthRequest,
     HeartbeatRequest,
     NodeRequest,
     ResultRequest,
@@ -47,6 +48,7 @@ class NodeViewSet(GridViewSet):
         "list": NODE_READERS,
         "update": FOREMEN,
         "drain": ADMINS,
+        "health": FOREMEN,
         "claim": FOREMEN,
     }
 
@@ -78,6 +80,13 @@ class NodeViewSet(GridViewSet):
     def drain(self, request: Request, name: str) -> Response:
         node = nodes.node_of(user_of(request), self.lookup())
         node = nodes.drain(node, self.body(DrainRequest)["drain"])
+        return Response(NodeSerializer(node).data)
+
+    @extend_schema(request=HealthRequest, responses=NodeSerializer)
+    @action(detail=True, methods=["post"])
+    def health(self, request: Request, name: str) -> Response:
+        node = nodes.node_of(user_of(request), self.lookup(), admins=False)
+        node = health.report(node, self.body(HealthRequest)["problems"])
         return Response(NodeSerializer(node).data)
 
     @extend_schema(request=ClaimRequest, responses=ClaimSerializer)

@@ -14,7 +14,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import polls, submit, transitions
+from .. import pending, polls, submit, transitions
 from ..errors import Forbidden, NotFinished, NotFound
 from ..inputs import (
     STATES,
@@ -82,9 +82,10 @@ class TaskViewSet(GridViewSet):
         found = list(tasks[: limit + 1])
         more = len(found) > limit
         found = found[:limit]
+        reasons = pending.Reasons()
         return Response(
             {
-                "results": [task_resource(task) for task in found],
+                "results": [task_resource(task, reasons) for task in found],
                 "next": str(found[-1].pk) if more else None,
             }
         )
@@ -109,8 +110,10 @@ class TaskViewSet(GridViewSet):
         assert batch is not None
         for task in tasks:
             task.batch = batch
+        reasons = pending.Reasons()
         return Response(
-            {"batch": batch.key, "tasks": [task_resource(task) for task in tasks]}, status=201
+            {"batch": batch.key, "tasks": [task_resource(task, reasons) for task in tasks]},
+            status=201,
         )
 
     @extend_schema(parameters=[TaskWaitQuery], responses=TaskSerializer)
