@@ -45,6 +45,10 @@ RUNTIME_MEMORY = 32 * 2**20
 
 WAIT_POLL = 0.005  # until the container's first process appears (runc then lives >100 ms)
 START_POLL = 0.001  # while the runtime's init runs: bounds the error of the CPU baseline
+# The memory peak is reset to leave out the runtime's init only if the program has used less
+# CPU than this by then: a later reset (a starved watcher) could discard what the program itself
+# used, and a figure must never be below the truth.
+PROMPT_CPU = 0.002
 RUN_POLL_MIN = 0.001
 RUN_POLL_MAX = 0.1
 
@@ -295,7 +299,8 @@ class Session:
         if self.container:
             self._runtime_pids = self.cgroup.counters().pids_peak or 0
             self._apply_task_limits()
-            self.cgroup.reset_memory_peak()
+            if self.cgroup.cpu_times()[0] - baseline.usage < PROMPT_CPU:
+                self.cgroup.reset_memory_peak()
         # After the limits, which must come as soon as can be; `_percpu` scales the per-CPU
         # figures to the total, whose baseline is exact.
         self._baseline_percpu = self.cgroup.cpu_percpu()
