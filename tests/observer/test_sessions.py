@@ -13,7 +13,7 @@ import pytest
 
 from kolejka.common import Limits
 from kolejka.observer.cgroups import Hierarchy
-from kolejka.observer.sessions import Reason, Session, State
+from kolejka.observer.sessions import RUN_POLL_MAX, Reason, Session, State
 
 from ..worker.helpers import wait_for
 
@@ -131,6 +131,24 @@ def test_it_closes_idempotently_and_removes_the_group_everywhere(session):
     assert program.wait() == -9
     assert first.killed is Reason.CLOSE
     assert watched.close() is first
+
+
+def test_it_closes_without_waiting_out_its_watcher_s_poll(session):
+    # The watcher sleeps up to RUN_POLL_MAX between looks; close wakes it and joins it. Woken
+    # before the session is marked closed, it looked, found it open and slept a whole poll
+    # again, in about half of the closes.
+    took = []
+    for _ in range(20):
+        program = Program("pass")
+        watched = session(Limits(time=30))
+        watched.attach(program.process.pid)
+        program.go()
+        assert program.wait() == 0
+        start = time.monotonic()
+        assert watched.close().state is State.CLOSED
+        took.append(time.monotonic() - start)
+    slow = [round(value, 4) for value in took if value >= RUN_POLL_MAX / 2]
+    assert not slow, f"{len(slow)} of {len(took)} closes took {slow} s"
 
 
 def test_it_kills_a_session_at_its_deadline(session):
