@@ -9,6 +9,7 @@ hands everything back at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -261,14 +262,21 @@ class Foreman:
         thread.start()
 
     def _work(self, run: TaskRun) -> None:
+        later = contextlib.ExitStack()
         try:
-            execute(run, self.kit)
+            execute(run, self.kit, later)
         finally:
             self.ledger.release(run.demand, run.placement)
             with self.changed:
                 self.running.pop(run.lease.id, None)
                 self.changed.notify_all()
                 in_use = {r.info.task.image for r, _ in self.running.values() if r.info.task}
+            # The slot is free and the next claim on its way: now remove the dead container.
+            # One that cannot be removed is swept when the foreman starts again.
+            try:
+                later.close()
+            except Exception:
+                log.exception("task %s: cannot remove its container", run.info.key)
             self._trim(in_use)
 
     def _trim(self, in_use: set[str]) -> None:
