@@ -1,15 +1,18 @@
 """The original kolejka client (PyPI ``kolejkaclient``, in its own virtualenv), its CLI and its
 Python API, against a real server process through the legacy API, and ``execute`` through a
-real foreman: its sign-in, blobs, tasks and results, with our users and what each may see."""
+real foreman: its sign-in, blobs, tasks and results, with our users and what each may see; and
+kolejka-judge's own ``judge.py client``, which runs that client, giving the original's verdicts."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import textwrap
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import pytest
 from ..client.live import PASSWORD, live_server, wait_for
 from ..foreman.grid import BUSYBOX, Grid
 from ..foreman.grid import observer as observer_daemon
-from .original import original_venv
+from .original import JUDGE_SOLUTIONS, PROBLEM, assert_judged, original_venv
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +232,37 @@ def test_it_serves_the_original_python_api(grid, tmp_path):
     assert seen["bob_task"] == seen["bob_result"] == "not found"
     assert seen["bob_blob"] is False
     assert seen["wrong"] == "refused"
+
+
+def test_it_judges_with_kolejka_judges_own_client_mode(grid, judge_work, tmp_path):
+    """``judge.py client`` writes the task folder and runs the original ``kolejka-client
+    execute`` (from ``PATH``, with its config file where the original looks for it)."""
+    (tmp_path / "config" / "kolejka").mkdir(parents=True)
+    (tmp_path / "config" / "kolejka" / "kolejka.conf").write_text(config(grid, "alice").read_text())
+    venv = original_venv()
+    env = {
+        **os.environ,
+        "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
+
+    def judge(solution: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                *(str(venv / "bin" / "python"), str(PROBLEM / "judge.py"), "client"),
+                *("--library-path", str(judge_work / "kolejka-judge")),
+                str(PROBLEM / "tests" / "tests.yaml"),
+                str(PROBLEM / "solutions" / solution),
+                str(tmp_path / solution),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    with ThreadPoolExecutor(len(JUDGE_SOLUTIONS)) as pool:
+        runs = dict(zip(JUDGE_SOLUTIONS, pool.map(judge, JUDGE_SOLUTIONS), strict=True))
+    for solution, done in runs.items():
+        assert done.returncode == 0, done.stderr + grid.foremen[0].text()
+        assert_judged(tmp_path / solution, solution)
