@@ -71,7 +71,7 @@ class LegacyAuthViewSet(LegacyViewSet):
         "server_settings": EVERYONE,
     }
 
-    @extend_schema(request=None, responses=LegacyStatusSerializer)
+    @extend_schema(request=None, responses=LegacyStatusSerializer, auth=[])
     def login_page(self, request: Request) -> Response:
         """Nothing but the CSRF cookie the sign-in needs."""
         get_token(request._request)
@@ -89,7 +89,7 @@ class LegacyAuthViewSet(LegacyViewSet):
         login(request._request, user)
         return Response({})
 
-    @extend_schema(request=None, responses=LegacyStatusSerializer)
+    @extend_schema(request=None, responses=LegacyStatusSerializer, auth=[])
     def logout(self, request: Request) -> Response:
         """Sign out, and set the CSRF cookie (the original client starts here)."""
         logout(request._request)
