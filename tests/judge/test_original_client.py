@@ -123,6 +123,14 @@ def test_it_puts_a_task_and_gets_it_back_with_the_original_cli(grid, tmp_path):
         assert refused.returncode != 0
         assert "KolejkaClientObjectNotFoundError" in refused.stderr, refused.stderr
     assert not (tmp_path / "bobs" / "kolejka_task.json").exists()
+    # The original client deletes quietly what it is told does not exist: bob's delete is a
+    # no-op, alice's deletes her task.
+    assert client(grid, "task", "delete", key, user="bob").returncode == 0
+    assert grid.client("alice").task(key).state.value == "queued"
+    deleted = client(grid, "task", "delete", key)
+    assert deleted.returncode == 0, deleted.stderr
+    gone = client(grid, "task", "get", key, str(tmp_path / "gone"))
+    assert "KolejkaClientObjectNotFoundError" in gone.stderr, gone.stderr
 
 
 @pytest.fixture
