@@ -36,9 +36,13 @@ class TaskSerializer(serializers.Serializer[Any]):
     result = serializers.JSONField(allow_null=True, help_text="kolejka_result.json once done")
 
 
-def task_resource(task: Task, reasons: pending.Reasons | None = None) -> dict[str, Any]:
+def task_resource(
+    task: Task, reasons: pending.Reasons | None = None, *, reason: bool = True
+) -> dict[str, Any]:
     """`task` as the API shows it; its owner, node and batch should be loaded with it. A list
-    gives all its tasks one `reasons`, so that the nodes are read once."""
+    gives all its tasks one `reasons`, so that the nodes are read once. Without `reason` the
+    ``reason`` is null: a submission's answer skips reading the nodes (a fifth of its cost)
+    for a task that has not waited yet."""
     return {
         "key": task.key,
         "owner": task.owner.username,
@@ -53,7 +57,7 @@ def task_resource(task: Task, reasons: pending.Reasons | None = None) -> dict[st
         "started": task.started,
         "finished": task.finished,
         "error": task.error,
-        "reason": pending.reason(task, reasons),
+        "reason": pending.reason(task, reasons) if reason else None,
         "task": task.spec,
         "result": task.result,
     }
