@@ -65,6 +65,22 @@ class SubmitRequest(StrictSerializer):
     )
 
 
+class ScheduleRequest(StrictSerializer):
+    cron = StrictCharField(
+        max_length=200, help_text="five fields (minute hour day month weekday), UTC: '*/5 * * * *'"
+    )
+    task = SpecField(_task, help_text="kolejka_task.json, files as blob references")
+    priority = StrictIntegerField(
+        required=False, default=0, min_value=-MAX_PRIORITY, max_value=MAX_PRIORITY
+    )
+    missed = serializers.ChoiceField(
+        choices=["once", "skip"],
+        required=False,
+        default="once",
+        help_text="ticks missed while no server ran: once (one run for them all) or skip",
+    )
+
+
 class BatchSubmitRequest(StrictSerializer):
     tasks = SubmitRequest(many=True, allow_empty=False, max_length=MAX_BATCH)  # type: ignore[call-arg]
 
@@ -129,6 +145,29 @@ class ResultRequest(DocumentSerializer[Result]):
     """kolejka_result.json, files as references of blobs the foreman uploaded."""
 
     parse = Result.from_dict
+
+
+def _original_task(data: object) -> TaskSpec:
+    """A task as the original's client sends it: the server names the task, so the `id` it may
+    carry is dropped (as the original's server did), and so is the `path` the client keeps
+    beside the `reference` of an uploaded file."""
+    if isinstance(data, dict):
+        data = {key: value for key, value in data.items() if key != "id"}
+        files = data.get("files")
+        if isinstance(files, dict):
+            data["files"] = {
+                name: {key: value for key, value in file.items() if key != "path"}
+                if isinstance(file, dict) and file.get("reference")
+                else file
+                for name, file in files.items()
+            }
+    return TaskSpec.from_dict(data, strict=True)
+
+
+class LegacyTaskRequest(DocumentSerializer[TaskSpec]):
+    """kolejka_task.json as the original client sends it, files as blob references."""
+
+    parse = staticmethod(_original_task)
 
 
 class ImageRequest(StrictSerializer):

@@ -39,7 +39,8 @@ def admitted(user: User, spec: TaskSpec, priority: int, field: str = "") -> Subm
     return Submission(spec, priority, field)
 
 
-def _check_blobs(user: User, submissions: list[Submission]) -> set[str]:
+def check_blobs(user: User, submissions: list[Submission]) -> set[str]:
+    """The blob references of `submissions`; `Invalid` naming a file `user` may not read."""
     wanted = {str(file.reference) for item in submissions for file in item.spec.files.values()}
     found = blobs.readable(user, wanted)
     for item in submissions:
@@ -54,10 +55,11 @@ def _check_blobs(user: User, submissions: list[Submission]) -> set[str]:
     return wanted
 
 
-def _row(user: User, item: Submission, batch: Batch | None) -> Task:
+def _row(user: User, item: Submission, batch: Batch | None, legacy: bool) -> Task:
     spec = item.spec
     return Task(
         owner=user,
+        legacy=legacy,
         priority=item.priority,
         batch=batch,
         max_attempts=settings.MAX_ATTEMPTS,
@@ -72,18 +74,19 @@ def _row(user: User, item: Submission, batch: Batch | None) -> Task:
 
 
 def submit(
-    user: User, submissions: list[Submission], *, batch: bool
+    user: User, submissions: list[Submission], *, batch: bool, legacy: bool = False
 ) -> tuple[Batch | None, list[Task]]:
-    """Queue `submissions` all together or none of them; return the batch and the tasks."""
-    references = _check_blobs(user, submissions)
+    """Queue `submissions` all together or none of them; return the batch and the tasks.
+    `legacy`: they came through the original's API (their callbacks speak its format)."""
+    references = check_blobs(user, submissions)
     now = timezone.now()
     with transaction.atomic():
         if blobs.touch(references, now) != len(references):
             # Garbage collection took a blob between the check and now.
-            _check_blobs(user, submissions)
+            check_blobs(user, submissions)
             raise Invalid("a file of the task was deleted meanwhile; upload it again")
         group = Batch.objects.create(owner=user) if batch else None
-        tasks = Task.objects.bulk_create([_row(user, item, group) for item in submissions])
+        tasks = Task.objects.bulk_create([_row(user, item, group, legacy) for item in submissions])
         TaskFile.objects.bulk_create(
             TaskFile(task=task, blob_id=str(file.reference), name=name)
             for task, item in zip(tasks, submissions, strict=True)
