@@ -164,8 +164,18 @@ class Task(models.Model):
     # Submitted through the original's API (`views/legacy.py`): its callback says what the
     # original's said (`callbacks`).
     legacy = models.BooleanField(default=False)
+    # The client's own name for its submission (``Idempotency-Key``): the same submission sent
+    # again, after a lost answer, finds this task instead of making a second one.
+    submission_key = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=["owner", "submission_key"],
+                condition=Q(submission_key__isnull=False),
+                name="task_submitted_once",
+            ),
+        )
         indexes = (
             # Claims walk one owner's queued tasks of one priority in age order: a bounded index
             # range scan whatever the depth of the queue (claims.py orders by all three columns,
