@@ -22,13 +22,13 @@ from itertools import groupby
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from kolejka.common import Capacity, Demand, Limits, SpecError
 from kolejka.common import Task as TaskSpec
 
-from . import backlog, retries, transitions, wakeup
+from . import backlog, reservations, retries, transitions, wakeup
 from .models import ACTIVE, Backlog, Lease, Node, State, Task
 
 # Rows read from one owner's queue per look, and in all per claim: what bounds a claim's cost
@@ -38,7 +38,8 @@ OWNER_BUDGET = 256
 CLAIM_BUDGET = 4096
 # Owners of one fair-share tier looked at one by one; a larger tier is read in one query.
 SMALL_TIER = 16
-CANDIDATE_FIELDS = ("id", "owner_id", "priority", "spec")
+CANDIDATE_FIELDS = ("id", "owner_id", "priority", "spec", "reserved_node_id", "reserved_until")
+Row = tuple[int, int, int, object, int | None, datetime | None]
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,26 @@ class Claimed:
     task: Task
 
 
-def _prefilter(free: Capacity, defaults: Limits, tags: frozenset[str], idle: bool) -> Q:
-    """Tasks that may fit `free`, judged by the columns SQL can compare."""
-    query = Q()
+def _cpus(column: str, room: int, node_cpus: int, largest: int, default: int) -> Q:
+    """Tasks whose cpus fit `room` cores; one asking more than `largest` (the most any node
+    has) takes `largest` (`Demand.clamped`), which only a node that large can give."""
+    fits = Q(**{f"{column}__lte": room})
+    if node_cpus >= largest and room >= largest:
+        fits |= Q(**{f"{column}__gt": largest})
+    if min(default, largest) <= room:
+        fits |= Q(**{f"{column}__isnull": True})
+    return fits
+
+
+def _prefilter(
+    room: Capacity, node_cpus: int, largest: int, defaults: Limits, tags: frozenset[str], idle: bool
+) -> Q:
+    """Tasks that may fit `room`, judged by the columns SQL can compare."""
+    query = _cpus("need_cpus", room.cpus, node_cpus, largest, defaults.cpus or 1)
     for column, available, default in (
-        ("need_cpus", free.cpus, defaults.cpus or 1),
-        ("need_memory", free.memory, defaults.memory or 0),
-        ("need_gpus", free.gpus, defaults.gpus or 0),
-        ("need_workspace", free.workspace, defaults.workspace or 0),
+        ("need_memory", room.memory, defaults.memory or 0),
+        ("need_gpus", room.gpus, defaults.gpus or 0),
+        ("need_workspace", room.workspace, defaults.workspace or 0),
     ):
         fits = Q(**{f"{column}__lte": available})
         if default <= available:
@@ -70,7 +83,7 @@ def _prefilter(free: Capacity, defaults: Limits, tags: frozenset[str], idle: boo
         query &= fits
     if not idle:
         query &= Q(exclusive=False)
-    if not tags and not any(count > 0 for count in free.resources.values()):
+    if not tags and not any(count > 0 for count in room.resources.values()):
         query &= Q(labelled=False)
     return query
 
@@ -81,79 +94,129 @@ def _wanted() -> int:
     return 8 if connection.vendor == "postgresql" else 1
 
 
-def _fitting(
-    rows: list[tuple[int, int, int, object]],
-    free: Capacity,
-    defaults: Limits,
-    tags: frozenset[str],
-    idle: bool,
-) -> list[Candidate]:
-    """The first `_wanted()` of `rows` (id, owner, priority, spec) whose task fits."""
-    found: list[Candidate] = []
-    for task_id, owner_id, priority, document in rows:
-        if len(found) >= _wanted():
-            break
-        try:
-            spec = TaskSpec.from_dict(document)
-        except SpecError:
-            continue  # cannot happen for a task the server accepted; never hand it out
-        if Demand.of(spec, defaults).misfit(free, tags, idle=idle) is None:
-            found.append(Candidate(task_id, owner_id, priority, spec))
-    return found
+class _Walk:
+    """One claim's walk down the queue for `node`, which has `free` now.
 
+    Rows are read through two pre-filters: tasks that fit the node's whole capacity (a wide one
+    first in line reserves the node, `reservations.py`) until a reservation is made, then only
+    tasks that fit `free`, which must not delay the reserved one."""
 
-def _candidates(
-    prefilter: Q, free: Capacity, defaults: Limits, tags: frozenset[str], idle: bool
-) -> list[Candidate]:
-    """Queued tasks that fit, best first, from the first fair-share tier that has any."""
-    queues = list(Backlog.objects.filter(queued__gt=0).values_list("owner_id", "priority"))
-    if not queues:
-        return []
-    # Fair share needs the running counts only when owners compete.
-    running = (
-        dict(
-            Task.objects.filter(state__in=ACTIVE)
-            .values("owner_id")
-            .annotate(n=Count("id"))
-            .values_list("owner_id", "n")
+    def __init__(self, node: Node, free: Capacity, idle: bool, claimable: Q, now: datetime) -> None:
+        self.node, self.free, self.idle, self.now = node, free, idle, now
+        self.tags = frozenset(node.tags)
+        self.defaults = Limits.from_dict(node.defaults)
+        self.capacity = Capacity.from_dict(node.capacity)
+        self.largest = max(largest_cpus(), self.capacity.cpus)
+        queued = Task.objects.filter(state=State.QUEUED).filter(claimable)
+        room = (self.capacity, self.capacity.cpus, self.largest, self.defaults, self.tags)
+        self.queued_ever = queued.filter(_prefilter(*room, True))
+        self.queued_now = queued.filter(
+            _prefilter(free, self.capacity.cpus, self.largest, self.defaults, self.tags, idle)
         )
-        if len(queues) > 1
-        else {}
-    )
-    queues.sort(key=lambda queue: (-queue[1], running.get(queue[0], 0)))
-    budget = CLAIM_BUDGET
-    queued = Task.objects.filter(state=State.QUEUED).filter(prefilter)
-    for (priority, _), tier in groupby(queues, key=lambda q: (q[1], running.get(q[0], 0))):
-        owners = [owner for owner, _ in tier]
-        found: list[Candidate] = []
-        if len(owners) <= SMALL_TIER:
-            for owner in owners:
-                last = 0
-                for _ in range(OWNER_BUDGET // WINDOW):
-                    rows = list(
-                        queued.filter(owner_id=owner, priority=priority, id__gt=last)
-                        .order_by("owner_id", "priority", "id")
-                        .values_list(*CANDIDATE_FIELDS)[:WINDOW]
-                    )
-                    budget -= len(rows)
-                    fitting = _fitting(rows, free, defaults, tags, idle)
-                    if fitting or len(rows) < WINDOW or budget <= 0:
-                        found.extend(fitting)
-                        break
-                    last = rows[-1][0]
-        else:
-            rows = list(
-                queued.filter(owner_id__in=owners, priority=priority)
-                .order_by("id")
-                .values_list(*CANDIDATE_FIELDS)[:OWNER_BUDGET]
+        self.plan: reservations.Plan | None = None
+        self.budget = CLAIM_BUDGET
+
+    def _queued(self) -> QuerySet[Task]:
+        return self.queued_now if self.plan is not None else self.queued_ever
+
+    def _demand(self, spec: TaskSpec) -> Demand:
+        return Demand.of(spec, self.defaults).clamped(self.largest)
+
+    def _fits_now(self, spec: TaskSpec) -> bool:
+        return self._demand(spec).misfit(self.free, self.tags, idle=self.idle) is None
+
+    def _look(self, rows: list[Row], found: list[Candidate]) -> int:
+        """Take from `rows` (in the claim's order) the tasks that may start now into `found`;
+        the first wide one reserves the node. Return how many fit now."""
+        fitting = 0
+        for task_id, owner_id, priority, document, reserved_by, until in rows:
+            try:
+                spec = TaskSpec.from_dict(document)
+            except SpecError:
+                continue  # cannot happen for a task the server accepted; never hand it out
+            demand = self._demand(spec)
+            if demand.misfit(self.free, self.tags, idle=self.idle) is None:
+                fitting += 1
+                plan = self.plan
+                if plan is None or plan.allows(spec, demand, self.defaults, self.tags, self.now):
+                    found.append(Candidate(task_id, owner_id, priority, spec))
+            elif self.plan is None and not reservations.held_elsewhere(
+                self.node, reserved_by, until, self.now
+            ):
+                # It fits the whole node (the pre-filter said so, `misfit` has the last word)
+                # but not what is free: it is first in line, so the node waits for it.
+                if demand.misfit(self.capacity, self.tags, idle=True) is not None:
+                    continue
+                plan = reservations.plan(self.node, task_id, demand, self.free, self.tags, self.now)
+                if reservations.hold(self.node, plan, self.now):
+                    self.plan = plan
+        return fitting
+
+    def _owner(self, owner: int, priority: int, found: list[Candidate]) -> None:
+        """Look at one owner's queue of one priority, a window at a time."""
+        last, fitting = 0, 0
+        for _ in range(OWNER_BUDGET // WINDOW):
+            rows: list[Row] = list(
+                self._queued()
+                .filter(owner_id=owner, priority=priority, id__gt=last)
+                .order_by("owner_id", "priority", "id")
+                .values_list(*CANDIDATE_FIELDS)[:WINDOW]
             )
-            budget -= len(rows)
-            found = _fitting(rows, free, defaults, tags, idle)
-        if found:
-            return sorted(found, key=lambda candidate: candidate.id)
-        if budget <= 0:
-            break
-    return []
+            self.budget -= len(rows)
+            fitting += self._look(rows, found)
+            if fitting >= _wanted() or len(rows) < WINDOW or self.budget <= 0:
+                return
+            last = rows[-1][0]
+
+    def candidates(self) -> list[Candidate]:
+        """Queued tasks that may start now, best first, from the first fair-share tier that
+        has any."""
+        queues = list(Backlog.objects.filter(queued__gt=0).values_list("owner_id", "priority"))
+        if not queues:
+            return []
+        # Fair share needs the running counts only when owners compete.
+        running = (
+            dict(
+                Task.objects.filter(state__in=ACTIVE)
+                .values("owner_id")
+                .annotate(n=Count("id"))
+                .values_list("owner_id", "n")
+            )
+            if len(queues) > 1
+            else {}
+        )
+        queues.sort(key=lambda queue: (-queue[1], running.get(queue[0], 0)))
+        for (priority, _), tier in groupby(queues, key=lambda q: (q[1], running.get(q[0], 0))):
+            owners = [owner for owner, _ in tier]
+            found: list[Candidate] = []
+            if len(owners) <= SMALL_TIER:
+                for owner in owners:
+                    self._owner(owner, priority, found)
+            else:
+                rows: list[Row] = list(
+                    self._queued()
+                    .filter(owner_id__in=owners, priority=priority)
+                    .order_by("id")
+                    .values_list(*CANDIDATE_FIELDS)[:OWNER_BUDGET]
+                )
+                self.budget -= len(rows)
+                self._look(rows, found)
+            if found:
+                return sorted(found, key=lambda candidate: candidate.id)
+            if self.budget <= 0:
+                break
+        return []
+
+
+def largest_cpus() -> int:
+    """The most cores a registered node has: a task asking more is given that many."""
+    most = 0
+    for capacity in Node.objects.values_list("capacity", flat=True):
+        try:
+            most = max(most, Capacity.from_dict(capacity).cpus)
+        except SpecError:
+            continue
+    return most
 
 
 def _take(candidates: list[Candidate], node: Node, now: datetime) -> Claimed | None:
@@ -175,6 +238,7 @@ def _take(candidates: list[Candidate], node: Node, now: datetime) -> Claimed | N
             attempts=F("attempts") + 1,
             started=None,
             updated=now,
+            **reservations.CLEARED,
         )
         lease = Lease.objects.create(
             id=lease_id,
@@ -193,12 +257,8 @@ def _take(candidates: list[Candidate], node: Node, now: datetime) -> Claimed | N
 
 
 def claim_once(node: Node, free: Capacity, idle: bool) -> Claimed | None:
-    """Assign the best queued task that fits `free` on `node` under a new lease, or `None`."""
-    tags = frozenset(node.tags)
-    defaults = Limits.from_dict(node.defaults)
-    prefilter = _prefilter(free, defaults, tags, idle)
-    # Retry spacing, and the node that failed a task's last attempt avoided (retries.py).
-    prefilter &= retries.claimable(node.pk, timezone.now())
+    """Assign the best queued task that may start in `free` on `node` under a new lease, or
+    `None`; a wide task first in line that does not fit yet reserves the node instead."""
     for _ in range(3):
         # On SQLite the transaction holds the write lock from its start, so the candidates are
         # read and taken with no other claim in between. On PostgreSQL other claims run alongside:
@@ -210,7 +270,12 @@ def claim_once(node: Node, free: Capacity, idle: bool) -> Claimed | None:
                 return None
             if Lease.objects.filter(node=node, ended=None).count() >= current.slots:
                 return None
-            candidates = _candidates(prefilter, free, defaults, tags, idle)
+            now = timezone.now()
+            # Retry spacing, and the node that failed a task's last attempt avoided (retries.py).
+            walk = _Walk(current, free, idle, retries.claimable(node.pk, now), now)
+            candidates = walk.candidates()
+            if walk.plan is None:
+                reservations.drop(current)  # what this node held for is gone or started
             if not candidates:
                 return None
             claimed = _take(candidates, current, timezone.now())
