@@ -94,6 +94,16 @@ def _wanted() -> int:
     return 8 if connection.vendor == "postgresql" else 1
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """A queued task as a claim reads it: its row, spec, demand, and whether it fits now."""
+
+    row: Row
+    spec: TaskSpec
+    demand: Demand
+    fits: bool
+
+
 class _Walk:
     """One claim's walk down the queue for `node`, which has `free` now.
 
@@ -119,42 +129,47 @@ class _Walk:
     def _queued(self) -> QuerySet[Task]:
         return self.queued_now if self.plan is not None else self.queued_ever
 
-    def _demand(self, spec: TaskSpec) -> Demand:
-        return Demand.of(spec, self.defaults).clamped(self.largest)
-
-    def _fits_now(self, spec: TaskSpec) -> bool:
-        return self._demand(spec).misfit(self.free, self.tags, idle=self.idle) is None
-
-    def _look(self, rows: list[Row], found: list[Candidate]) -> int:
-        """Take from `rows` (in the claim's order) the tasks that may start now into `found`;
-        the first wide one reserves the node. Return how many fit now."""
-        fitting = 0
-        for task_id, owner_id, priority, document, reserved_by, until in rows:
+    def _read(self, rows: list[Row]) -> list[_Entry]:
+        entries = []
+        for row in rows:
             try:
-                spec = TaskSpec.from_dict(document)
+                spec = TaskSpec.from_dict(row[3])
             except SpecError:
                 continue  # cannot happen for a task the server accepted; never hand it out
-            demand = self._demand(spec)
-            if demand.misfit(self.free, self.tags, idle=self.idle) is None:
-                fitting += 1
+            demand = Demand.of(spec, self.defaults).clamped(self.largest)
+            fits = demand.misfit(self.free, self.tags, idle=self.idle) is None
+            entries.append(_Entry(row, spec, demand, fits))
+        return entries
+
+    def _look(self, entries: list[_Entry]) -> list[Candidate]:
+        """The tasks of `entries` (in the claim's order) that may start now; the first wide
+        one reserves the node, and the tasks after it must not delay it."""
+        found = []
+        for entry in entries:
+            task_id, owner_id, priority, _, reserved_by, until = entry.row
+            if entry.fits:
                 plan = self.plan
-                if plan is None or plan.allows(spec, demand, self.defaults, self.tags, self.now):
-                    found.append(Candidate(task_id, owner_id, priority, spec))
+                if plan is None or plan.allows(
+                    entry.spec, entry.demand, self.defaults, self.tags, self.now
+                ):
+                    found.append(Candidate(task_id, owner_id, priority, entry.spec))
             elif self.plan is None and not reservations.held_elsewhere(
                 self.node, reserved_by, until, self.now
             ):
-                # It fits the whole node (the pre-filter said so, `misfit` has the last word)
-                # but not what is free: it is first in line, so the node waits for it.
-                if demand.misfit(self.capacity, self.tags, idle=True) is not None:
+                # It does not fit what is free: if it fits the whole node (the pre-filter said
+                # so, `misfit` has the last word), it is first in line and the node waits for it.
+                if entry.demand.misfit(self.capacity, self.tags, idle=True) is not None:
                     continue
-                plan = reservations.plan(self.node, task_id, demand, self.free, self.tags, self.now)
+                plan = reservations.plan(
+                    self.node, task_id, entry.demand, self.free, self.tags, self.now
+                )
                 if reservations.hold(self.node, plan, self.now):
                     self.plan = plan
-        return fitting
+        return found
 
-    def _owner(self, owner: int, priority: int, found: list[Candidate]) -> None:
-        """Look at one owner's queue of one priority, a window at a time."""
-        last, fitting = 0, 0
+    def _owner(self, owner: int, priority: int) -> list[_Entry]:
+        """One owner's queue of one priority, a window at a time, until enough fit now."""
+        last, entries = 0, []
         for _ in range(OWNER_BUDGET // WINDOW):
             rows: list[Row] = list(
                 self._queued()
@@ -163,10 +178,12 @@ class _Walk:
                 .values_list(*CANDIDATE_FIELDS)[:WINDOW]
             )
             self.budget -= len(rows)
-            fitting += self._look(rows, found)
+            entries += self._read(rows)
+            fitting = sum(entry.fits for entry in entries)
             if fitting >= _wanted() or len(rows) < WINDOW or self.budget <= 0:
-                return
+                break
             last = rows[-1][0]
+        return entries
 
     def candidates(self) -> list[Candidate]:
         """Queued tasks that may start now, best first, from the first fair-share tier that
@@ -188,10 +205,8 @@ class _Walk:
         queues.sort(key=lambda queue: (-queue[1], running.get(queue[0], 0)))
         for (priority, _), tier in groupby(queues, key=lambda q: (q[1], running.get(q[0], 0))):
             owners = [owner for owner, _ in tier]
-            found: list[Candidate] = []
             if len(owners) <= SMALL_TIER:
-                for owner in owners:
-                    self._owner(owner, priority, found)
+                entries = [entry for owner in owners for entry in self._owner(owner, priority)]
             else:
                 rows: list[Row] = list(
                     self._queued()
@@ -200,9 +215,11 @@ class _Walk:
                     .values_list(*CANDIDATE_FIELDS)[:OWNER_BUDGET]
                 )
                 self.budget -= len(rows)
-                self._look(rows, found)
+                entries = self._read(rows)
+            # Within a tier, the oldest first: whether a wide task is first in line, too.
+            found = self._look(sorted(entries, key=lambda entry: entry.row[0]))
             if found:
-                return sorted(found, key=lambda candidate: candidate.id)
+                return found
             if self.budget <= 0:
                 break
         return []

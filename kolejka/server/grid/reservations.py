@@ -60,7 +60,9 @@ class Plan:
         without delaying the wide one."""
         if self.start is not None:
             end = ends_by(spec, defaults, now)
-            if end is not None and end <= self.start:
+            # Strictly before: a task assigned but not started yet is taken to start now, as
+            # the candidate would, and one of two such equals may still start later.
+            if end is not None and end < self.start:
                 return True
         if self.leftover is None or demand.exclusive:
             return False
