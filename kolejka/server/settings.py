@@ -254,6 +254,9 @@ RETRY_AVOID = env_seconds("KOLEJKA_RETRY_AVOID", "1min", zero=True)
 # kills it, the result's upload): what reservations count on (grid/reservations.py).
 OVERRUN = env_seconds("KOLEJKA_OVERRUN", "10s", zero=True)
 MAX_WAIT = env_seconds("KOLEJKA_MAX_WAIT", "60s")
+# A periodic task's tick not run within this of its time was missed (the servers were down):
+# its schedule's `missed` policy decides whether it runs (schedules.py).
+SCHEDULE_GRACE = env_seconds("KOLEJKA_SCHEDULE_GRACE", "1min")
 # How often a sleeping long-poll looks at the database even without a wake-up (a safety net
 # for lost notifications and for leases that expire while nobody calls in).
 POLL_INTERVAL = env_seconds("KOLEJKA_POLL_INTERVAL", "1s")

@@ -76,6 +76,26 @@ class BatchSerializer(serializers.Serializer[Any]):
     states = serializers.DictField(child=serializers.IntegerField())
 
 
+class ScheduleSerializer(serializers.Serializer[Any]):
+    key = serializers.CharField()
+    owner = serializers.CharField(source="owner.username")
+    cron = serializers.CharField()
+    task = serializers.JSONField(source="spec")
+    priority = serializers.IntegerField()
+    missed = serializers.CharField()
+    paused = serializers.BooleanField()
+    next_run = serializers.DateTimeField()
+    runs = serializers.IntegerField()
+    last_run = serializers.DateTimeField(allow_null=True)
+    last_task = serializers.CharField(allow_null=True)
+    last_error = serializers.CharField(allow_null=True)
+    created = serializers.DateTimeField()
+
+
+class SchedulePageSerializer(serializers.Serializer[Any]):
+    results = ScheduleSerializer(many=True)
+
+
 class BlobSerializer(serializers.Serializer[Any]):
     reference = serializers.CharField()
     size = serializers.IntegerField()

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('kolejka', '0002_node_health_and_retry_spacing'),
+        ('kolejka', '0003_schedules'),
     ]
 
     operations = [
