@@ -1,11 +1,14 @@
 """Claims: which queued task a node gets, decided by the database so that no task goes twice.
 
 Order: the highest priority first; within a priority the owner with the fewest tasks running
-(fair share); within an owner the oldest task. The claim visits queues from the `Backlog` table
-(one row per owner and priority) and reads a bounded window of each queue through a partial
-index, pre-filtered in SQL by the numeric resources; `Demand.misfit` has the final word. So the
-cost of a claim depends on the number of owners waiting, not on the depth of the queue, and a
-task that fits no node is passed over instead of blocking the ones behind it.
+(fair share); then the oldest task. The claim visits queues from the `Backlog` table (one row per
+owner and priority) and reads a bounded window of each queue through a partial index,
+pre-filtered in SQL by the numeric resources; `Demand.misfit` has the final word. So the cost of
+a claim depends on the number of owners waiting, not on the depth of the queue, and a task that
+fits no node is passed over instead of blocking the ones behind it. A task that fits the node
+but not its free part, first in line, reserves the node: the tasks after it start only if they
+do not delay it (`reservations.py`). A task asking more cpus than any registered node has asks
+the largest node's cores (`Demand.clamped`).
 
 The winner of a race takes the row in one locked statement: ``SELECT ... FOR UPDATE SKIP LOCKED``
 on PostgreSQL (a loser skips the row another claim holds and tries its next candidate), and an
@@ -115,7 +118,8 @@ class _Walk:
         self.node, self.free, self.idle, self.now = node, free, idle, now
         self.tags = frozenset(node.tags)
         self.defaults = Limits.from_dict(node.defaults)
-        self.capacity = Capacity.from_dict(node.capacity)
+        # A foreman may offer more than it registered (it grew since): the larger counts.
+        self.capacity = _larger(Capacity.from_dict(node.capacity), free)
         self.largest = max(largest_cpus(), self.capacity.cpus)
         queued = Task.objects.filter(state=State.QUEUED).filter(claimable)
         room = (self.capacity, self.capacity.cpus, self.largest, self.defaults, self.tags)
@@ -223,6 +227,19 @@ class _Walk:
             if self.budget <= 0:
                 break
         return []
+
+
+def _larger(one: Capacity, other: Capacity) -> Capacity:
+    names = set(one.resources) | set(other.resources)
+    return Capacity(
+        cpus=max(one.cpus, other.cpus),
+        memory=max(one.memory, other.memory),
+        gpus=max(one.gpus, other.gpus),
+        workspace=max(one.workspace, other.workspace),
+        resources={
+            name: max(one.resources.get(name, 0), other.resources.get(name, 0)) for name in names
+        },
+    )
 
 
 def largest_cpus() -> int:
