@@ -169,6 +169,9 @@ class Task(models.Model):
     )
     reserved_start = models.DateTimeField(null=True, blank=True)
     reserved_until = models.DateTimeField(null=True, blank=True)
+    # Submitted through the original's API (`views/legacy.py`): its callback says what the
+    # original's said (`callbacks`).
+    legacy = models.BooleanField(default=False)
 
     class Meta:
         indexes = (

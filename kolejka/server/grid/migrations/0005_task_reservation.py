@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('kolejka', '0003_schedules'),
+        ('kolejka', '0004_task_legacy'),
     ]
 
     operations = [
