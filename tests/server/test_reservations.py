@@ -130,3 +130,15 @@ def test_it_gives_a_task_asking_more_cpus_than_any_node_has_the_largest_nodes(gr
     assert claim(fred, "large")["task"] is None  # it holds all four cores
     finish(fred, got["lease"]["id"])
     assert claim(fred, "large")["task"] is not None
+
+
+def test_it_reserves_the_node_for_an_exclusive_task_until_its_tasks_have_ended(grid: Server):
+    alice, bob, fred = grid.api("alice"), grid.api("bob"), grid.api("fred")
+    register(fred, "n1")  # 4 cpus
+    narrow(bob, "60s")
+    running = started(bob, fred, "n1")
+    alone = submit(alice, exclusive=True, limits={"time": "30s"})
+    narrow(bob, "60s")
+    assert claim(fred, "n1", idle=False)["task"] is None  # three cores free, all held for it
+    finish(fred, running["lease"]["id"])
+    assert claim(fred, "n1", idle=True)["task"]["key"] == alone["key"]
