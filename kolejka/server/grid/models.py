@@ -161,6 +161,14 @@ class Task(models.Model):
     )
     avoid_until = models.DateTimeField(null=True, blank=True)
     last_failure = models.TextField(null=True, blank=True)
+    # A wide task first in line that does not fit its node yet holds `reserved_node`
+    # (`reservations.py`): no later task may take the cores it waits for unless it ends by
+    # `reserved_start` (null: not known). Other nodes pass over it while `reserved_until` is ahead.
+    reserved_node = models.ForeignKey(
+        Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reserved_start = models.DateTimeField(null=True, blank=True)
+    reserved_until = models.DateTimeField(null=True, blank=True)
     # Submitted through the original's API (`views/legacy.py`): its callback says what the
     # original's said (`callbacks`).
     legacy = models.BooleanField(default=False)
