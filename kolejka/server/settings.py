@@ -251,6 +251,15 @@ RETRY_DELAY = env_seconds("KOLEJKA_RETRY_DELAY", "2s", zero=True)
 RETRY_DELAY_MAX = env_seconds("KOLEJKA_RETRY_DELAY_MAX", "5min", zero=True)
 RETRY_AVOID = env_seconds("KOLEJKA_RETRY_AVOID", "1min", zero=True)
 MAX_WAIT = env_seconds("KOLEJKA_MAX_WAIT", "60s")
+# A node that has not called in (claim, heartbeat, health report) for this long is shown down.
+# A live foreman calls in once per claim (at most MAX_WAIT), heartbeats its leases within their
+# TTL, and reports its health at each check while unhealthy.
+NODE_DOWN_AFTER = env_seconds("KOLEJKA_NODE_DOWN_AFTER", f"{MAX_WAIT + LEASE_TTL}s")
+if NODE_DOWN_AFTER <= MAX_WAIT:
+    raise ImproperlyConfigured(
+        f"KOLEJKA_NODE_DOWN_AFTER ({NODE_DOWN_AFTER:g} s) must be more than KOLEJKA_MAX_WAIT "
+        f"({MAX_WAIT:g} s): a node waiting in a claim calls in only when the claim ends"
+    )
 # How often a sleeping long-poll looks at the database even without a wake-up (a safety net
 # for lost notifications and for leases that expire while nobody calls in).
 POLL_INTERVAL = env_seconds("KOLEJKA_POLL_INTERVAL", "1s")

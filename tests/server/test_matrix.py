@@ -27,7 +27,7 @@ FREE = {"cpus": 64, "memory": "64G"}  # what n1 says it has free, whatever it ho
 @dataclass
 class World:
     """One of each object, fresh: alice's input blob, her task fred holds under a lease, a
-    done, a cancelled and a queued task, and a batch."""
+    done, a cancelled and a queued task, a batch, and fred's spare node that holds nothing."""
 
     blob: str
     leased: str
@@ -36,6 +36,7 @@ class World:
     cancelled: str
     queued: str
     batch: str
+    spare: str
 
 
 def make_world(server: Server) -> World:
@@ -53,7 +54,10 @@ def make_world(server: Server) -> World:
     queued = submit(alice, **UNCLAIMABLE)["key"]
     batch = alice.post("tasks/batch/", json={"tasks": [{"task": spec(**UNCLAIMABLE)}]})
     assert batch.status_code == 201, batch.text
-    return World(blob, leased, got["lease"]["id"], done, cancelled, queued, batch.json()["batch"])
+    spare = register(fred, f"spare-{os.urandom(4).hex()}")["name"]
+    return World(
+        blob, leased, got["lease"]["id"], done, cancelled, queued, batch.json()["batch"], spare
+    )
 
 
 @dataclass
@@ -150,8 +154,9 @@ ROWS = {
         keeps=lambda w: (w.cancelled, "cancelled"),
     ),
     "result": Row("GET", lambda w: f"tasks/{w.done}/result/", tasks_of(200, 404, 403, 200, 200)),
+    "why": Row("GET", lambda w: f"tasks/{w.queued}/why/", tasks_of(200, 404, 403, 200, 200)),
     "batch": Row("GET", lambda w: f"batches/{w.batch}/", tasks_of(200, 404, 403, 200, 200)),
-    "node list": Row("GET", lambda w: "nodes/", {**each(200), "alice": 403, "bob": 403}),
+    "node list": Row("GET", lambda w: "nodes/", each(200)),
     "node register": Row(
         "PUT",
         lambda w: "nodes/n1/",
@@ -163,6 +168,12 @@ ROWS = {
         lambda w: "nodes/n1/drain/",
         {**each(403), "ada": 200},
         body=lambda w, c: {"drain": False},
+    ),
+    "forget": Row(
+        "DELETE",
+        lambda w: f"nodes/{w.spare}/",
+        {**each(403), "ada": 204},
+        changes=True,
     ),
     "health": Row(
         "POST",
