@@ -1,6 +1,8 @@
 """Submissions per second from one client (one by one and in batches) and claim+result cycles
 per second with 1, 8 and 32 concurrent foremen, on SQLite and PostgreSQL, under the production
-server (gunicorn, 2 workers x 64 threads). Prints JSON.
+server (gunicorn, 2 workers x 64 threads), each with the server's own CPU per request (its
+processes' user + system time, the database's not included): on a shared, loaded machine the
+rates vary with the load, the CPU per request much less. Prints JSON.
 
     .venv/bin/python bench/server_throughput.py [--backend sqlite|postgres] [--single N]
 """
@@ -8,17 +10,43 @@ server (gunicorn, 2 workers x 64 threads). Prints JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import psutil
 from _servers import BACKENDS, Server, servers
 
 TASK = {"task": {"image": "kolejka/busybox:latest", "args": ["true"], "limits": {"cpus": 1}}}
 RESULT = {"result": 0, "status": "OK"}
+
+
+def server_cpu(server: Server) -> float:
+    """CPU seconds used so far by the server's processes (gunicorn's master and workers)."""
+    assert server.pid is not None
+    main = psutil.Process(server.pid)
+    total = 0.0
+    for process in [main, *main.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def measured(server: Server, count: int, run: Callable[..., float], *args: int) -> dict[str, float]:
+    """The rate of `run(server, *args)` and the server's CPU milliseconds for each of the `count`
+    things it did (submissions, tasks of a batch, claim+result cycles)."""
+    before = server_cpu(server)
+    rate = run(server, *args)
+    return {
+        "per_s": round(rate, 1),
+        "server_cpu_ms_each": round((server_cpu(server) - before) * 1000 / count, 2),
+    }
 
 
 def submissions_single(server: Server, count: int) -> float:
@@ -99,16 +127,19 @@ def main() -> None:
     figures: dict[str, object] = {"cores": os.cpu_count(), "server": "gunicorn 2x64 gthread"}
     with servers(backends) as running:
         for backend, server in running.items():
-            single = submissions_single(server, options.single)
-            raw = submissions_single_raw(server, options.single)
-            batch = submissions_batch(server, 5)
-            # The queue now holds enough for every cycle below.
-            rates = {str(n): round(cycles(server, n, options.cycles), 1) for n in (1, 8, 32)}
+            single, batch, total = options.single, 5, options.cycles
             figures[backend] = {
-                "submissions_per_s_single": round(single, 1),
-                "submissions_per_s_single_bare_http_client": round(raw, 1),
-                "submissions_per_s_batch_of_1000": round(batch, 1),
-                "claim_result_cycles_per_s": rates,
+                "submissions_single": measured(server, single, submissions_single, single),
+                "submissions_single_bare_http_client": measured(
+                    server, single, submissions_single_raw, single
+                ),
+                "submissions_batch_of_1000": measured(
+                    server, batch * 1000, submissions_batch, batch
+                ),
+                # The queue now holds enough for every cycle below.
+                "claim_result_cycles": {
+                    str(n): measured(server, total, cycles, n, total) for n in (1, 8, 32)
+                },
             }
     print(json.dumps(figures, indent=2))
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from .blobs import check_reference
 from .errors import SpecError
+from .globs import expand_file_sets
 from .jsonfile import read_json, write_json
 from .limits import Limits
 from .names import TASK_SPEC, check_name
@@ -39,6 +40,13 @@ class FileSpec:
             return cls(path=check_name(value, field, reserved=False))
         if not isinstance(value, Mapping):
             raise SpecError(field, value, 'must be a path string or {"path": ...}')
+        if {"folder", "glob"} & set(value):
+            raise SpecError(
+                field,
+                value,
+                "folder and glob entries are read from a task folder (kolejka-client, "
+                "kolejka-worker), which gives each of their files; send those one by one",
+            )
         unknown = set(value) - {"path", "reference"}
         if unknown:
             raise SpecError(f"{field}.{sorted(unknown)[0]}", value, "unknown key in a file entry")
@@ -277,11 +285,15 @@ def _normalise_legacy(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_task(folder: str | os.PathLike[str], *, local: bool = True) -> Task:
-    """Read and check ``kolejka_task.json`` in `folder`, and its files (`check_task_files`)."""
+    """Read and check ``kolejka_task.json`` in `folder`, and its files (`check_task_files`);
+    folder and glob entries of its files become one entry per file (`expand_file_sets`)."""
     root = Path(folder)
     if not root.is_dir():
         raise SpecError("task folder", str(root), "is not a directory")
-    task = Task.from_dict(read_json(root / TASK_SPEC, TASK_SPEC))
+    data = read_json(root / TASK_SPEC, TASK_SPEC)
+    if isinstance(data, dict) and "files" in data:
+        data["files"] = expand_file_sets(data["files"], root)
+    task = Task.from_dict(data)
     check_task_files(task, root, local=local)
     return task
 

@@ -45,10 +45,6 @@ RUNTIME_MEMORY = 32 * 2**20
 
 WAIT_POLL = 0.005  # until the container's first process appears (runc then lives >100 ms)
 START_POLL = 0.001  # while the runtime's init runs: bounds the error of the CPU baseline
-# The memory peak is reset to leave out the runtime's init only if the program has used less
-# CPU than this by then: a later reset (a starved watcher) could discard what the program itself
-# used, and a figure must never be below the truth.
-PROMPT_CPU = 0.002
 RUN_POLL_MIN = 0.001
 RUN_POLL_MAX = 0.1
 
@@ -263,6 +259,7 @@ class Session:
             self._wake.wait(self._until_deadline(WAIT_POLL))
         baseline = _Cpu(*self.cgroup.cpu_times())
         init: tuple[int, tuple[int, int]] | None = None
+        ended = False
         while not self._expired() and not self._closing():
             cpu = _Cpu(*self.cgroup.cpu_times())
             if init is not None:
@@ -270,6 +267,7 @@ class Session:
                     if _exe(init[0]) != init[1]:
                         break
                 except FileNotFoundError:  # executed the program and exited, or failed
+                    ended = True
                     break
             else:
                 try:
@@ -286,9 +284,9 @@ class Session:
             baseline = cpu
             time.sleep(START_POLL)
         if not self._closing():
-            self._program_started(baseline, init[0] if init else None)
+            self._program_started(baseline, init[0] if init else None, ended)
 
-    def _program_started(self, baseline: _Cpu, pid: int | None) -> None:
+    def _program_started(self, baseline: _Cpu, pid: int | None, ended: bool) -> None:
         with self._lock:
             if self._state is not State.WAITING:
                 return
@@ -299,7 +297,9 @@ class Session:
         if self.container:
             self._runtime_pids = self.cgroup.counters().pids_peak or 0
             self._apply_task_limits()
-            if self.cgroup.cpu_times()[0] - baseline.usage < PROMPT_CPU:
+            # A program that ended before a starved watcher saw it start keeps the runtime's
+            # share: a reset now would discard what it used, and a figure is never below the truth.
+            if not ended and self._ended is None:
                 self.cgroup.reset_memory_peak()
         # After the limits, which must come as soon as can be; `_percpu` scales the per-CPU
         # figures to the total, whose baseline is exact.

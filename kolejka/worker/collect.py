@@ -12,52 +12,17 @@ absolute under ``/var/lib/kolejka/task``), every link on the way resolved the sa
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kolejka.common import Collect, FileSpec, SpecError, check_name
+from kolejka.common.globs import glob_regex
 
 from .container import TASK_FOLDER
 
 _CHUNK = 1 << 20
-
-
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """The regular expression for a collect glob: ``*``, ``?`` and ``[...]`` stay within one
-    folder, a ``**`` component spans any number of folders (also none)."""
-    parts = pattern.split("/")
-    regex = ""
-    for index, part in enumerate(parts):
-        last = index == len(parts) - 1
-        if part == "**":
-            regex += ".*" if last else "(?:[^/]+/)*"
-        else:
-            regex += _component(part) + ("" if last else "/")
-    return re.compile(regex, re.DOTALL)
-
-
-def _component(part: str) -> str:
-    out, i = [], 0
-    while i < len(part):
-        char = part[i]
-        if char == "*":
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif char == "[" and "]" in part[i + 2 :]:
-            end = part.index("]", i + 2)
-            body = part[i + 1 : end]
-            negate = body.startswith("!")
-            body = body[1:] if negate else body
-            out.append("[" + ("^/" if negate else "") + body.replace("\\", "\\\\") + "]")
-            i = end
-        else:
-            out.append(re.escape(char))
-        i += 1
-    return "".join(out)
 
 
 def regular_files(folder: Path, mount: str = TASK_FOLDER) -> Iterator[tuple[str, str]]:

@@ -54,6 +54,17 @@ def test_it_submits_a_folder_with_its_files_as_references(server, task_dir):
     assert info.task is not None and info.task.files["in.txt"].reference is not None
 
 
+def test_it_submits_the_files_a_folder_entry_gives_one_by_one(server, tmp_path, tag):
+    tests = tmp_path / "task" / "tests"
+    tests.mkdir(parents=True)
+    (tests / "1.in").write_text("one\n")
+    (tests / "2.in").write_text("two\n")
+    folder = make_task(tmp_path / "task", tag, files={"t": {"folder": "tests"}})
+    info = server.client("alice").submit(folder)
+    assert info.task is not None and sorted(info.task.files) == ["t/1.in", "t/2.in"]
+    assert all(spec.reference is not None for spec in info.task.files.values())
+
+
 def test_it_submits_a_task_built_in_memory(server, tmp_path, tag):
     (tmp_path / "in.txt").write_text("data\n")
     task = Task.from_dict(

@@ -151,9 +151,16 @@ class Api:
 
 class Server:
     def __init__(
-        self, backend: str, data: Path, env: dict[str, str], url: str, tokens: dict[str, str]
+        self,
+        backend: str,
+        data: Path,
+        env: dict[str, str],
+        url: str,
+        tokens: dict[str, str],
+        pid: int | None = None,
     ):
         self.backend = backend
+        self.pid = pid  # the server's main process, where it is one this harness started
         self.data = data
         self.env = env
         self.url = url
@@ -225,7 +232,7 @@ def serve(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url, process, log)
-        yield Server(template.backend, data, env, url, template.tokens)
+        yield Server(template.backend, data, env, url, template.tokens, process.pid)
     finally:
         # SIGTERM, gunicorn's graceful stop: its quick stop (SIGINT, SIGQUIT) can deadlock a
         # gthread worker whose signal arrives while it hands a request to its thread pool.

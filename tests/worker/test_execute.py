@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -229,3 +230,42 @@ def test_it_writes_the_originals_result_fields(any_run):
     assert result.limits.storage == 2**30
     written = json.loads((outcome.folder / "kolejka_result.json").read_text())
     assert written["stats"]["cpus"] and written["id"] == result.id
+
+
+def test_it_never_reports_less_memory_than_the_program_used_when_its_watcher_is_late(
+    run, monkeypatch
+):
+    # The watcher looks again at the runtime's init only once the program has ended, as one
+    # starved by a loaded machine does: the memory the program touched must still be its peak.
+    from kolejka.observer import sessions
+
+    exe, seen = sessions._exe, set()
+
+    def late(pid: int) -> tuple[int, int]:
+        if pid in seen:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                exe(pid)  # raises once the program has ended
+        seen.add(pid)
+        return exe(pid)
+
+    monkeypatch.setattr(sessions, "_exe", late)
+    outcome = run(args=["kolejka-probe", "mem", "8"], limits={"time": "20s", "memory": "64M"})
+    assert outcome.status is Status.OK
+    assert (outcome.result.stats.memory.max_usage or 0) >= 8 * 2**20
+
+
+def test_it_places_the_files_folder_and_glob_entries_give(run):
+    folder = run.folder() / "task"
+    make_task(
+        folder,
+        {"tests/1.in": "a\n", "tests/deep/2.in": "b\n", "tests/1.out": "x\n"},
+        args=["sh", "-c", "cat t/1.in t/deep/2.in in/1.in; ls in"],
+        stdout="out.txt",
+    )
+    task = json.loads((folder / "kolejka_task.json").read_text())
+    task["files"] = {"t": {"folder": "tests"}, "in": {"glob": "tests/*.in"}}
+    (folder / "kolejka_task.json").write_text(json.dumps(task))
+    outcome = run.run_folder(folder)
+    assert outcome.status is Status.OK, outcome.result.to_dict()
+    assert outcome.text("out.txt") == "a\nb\na\n1.in\n"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from kolejka.common import Limits, Status, Task
+from kolejka.common.globs import glob_regex
 from kolejka.worker import Placement, WorkerConfig
-from kolejka.worker.collect import glob_regex
 from kolejka.worker.container import Plan, container_config
 from kolejka.worker.run import _cores, _gpus, _Platform, limits_in_force, start_verdict
 
