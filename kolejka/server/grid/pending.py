@@ -4,8 +4,8 @@ answer of ``tasks/{key}/why/`` node by node.
 A task is never left queued without a word: it says when its last attempt failed and why (and
 when the next may start), that no registered node can ever run it (and why not, node by node:
 ``memory: 1P``, a tag no node has), or that the nodes that could are down, unhealthy or
-draining. Both judge a node by the claim's own rules: `Demand.misfit` for the fit,
-`Node.takes_tasks`, `nodes.full` and `retries.claimable` for the rest.
+draining. Both judge a node by the claim's own rules: `Demand.misfit` for the fit; draining and
+problems (`Node.takes_tasks`), `nodes.full` and `retries.claimable` for the rest.
 """
 
 from __future__ import annotations
@@ -161,7 +161,8 @@ def _verdict(task: Task, spec: TaskSpec, node: Node, now: datetime) -> NodeVerdi
         return NodeVerdict(node.name, state, False, True, (misfit,))
     why: list[str] = []
     if state == "down":
-        why.append(f"node down: not seen since {_at(node.last_seen) if node.last_seen else 'ever'}")
+        seen = f"not seen since {_at(node.last_seen)}" if node.last_seen else "never seen"
+        why.append(f"node down: {seen}")
     if node.draining:
         why.append("node draining")
     if node.problems:
