@@ -260,6 +260,9 @@ if NODE_DOWN_AFTER <= MAX_WAIT:
         f"KOLEJKA_NODE_DOWN_AFTER ({NODE_DOWN_AFTER:g} s) must be more than KOLEJKA_MAX_WAIT "
         f"({MAX_WAIT:g} s): a node waiting in a claim calls in only when the claim ends"
     )
+# A periodic task's tick not run within this of its time was missed (the servers were down):
+# its schedule's `missed` policy decides whether it runs (schedules.py).
+SCHEDULE_GRACE = env_seconds("KOLEJKA_SCHEDULE_GRACE", "1min")
 # How often a sleeping long-poll looks at the database even without a wake-up (a safety net
 # for lost notifications and for leases that expire while nobody calls in).
 POLL_INTERVAL = env_seconds("KOLEJKA_POLL_INTERVAL", "1s")

@@ -22,12 +22,14 @@ CALLERS = ("alice", "bob", "fred", "gina", "ivan", "ada", None, "dora", "rita")
 SIGNED_OUT = {None: 401, "dora": 401, "rita": 401}
 UNCLAIMABLE = {"requires": ["nowhere"]}  # tasks no node takes: the queue stays predictable
 FREE = {"cpus": 64, "memory": "64G"}  # what n1 says it has free, whatever it holds
+YEARLY = {"cron": "0 0 1 1 *", "task": spec(**UNCLAIMABLE)}  # no tick while the tests run
 
 
 @dataclass
 class World:
     """One of each object, fresh: alice's input blob, her task fred holds under a lease, a
-    done, a cancelled and a queued task, a batch, and fred's spare node that holds nothing."""
+    done, a cancelled and a queued task, a batch, a schedule, and fred's spare node that holds
+    nothing."""
 
     blob: str
     leased: str
@@ -36,6 +38,7 @@ class World:
     cancelled: str
     queued: str
     batch: str
+    schedule: str
     spare: str
 
 
@@ -54,9 +57,18 @@ def make_world(server: Server) -> World:
     queued = submit(alice, **UNCLAIMABLE)["key"]
     batch = alice.post("tasks/batch/", json={"tasks": [{"task": spec(**UNCLAIMABLE)}]})
     assert batch.status_code == 201, batch.text
-    spare = register(fred, f"spare-{os.urandom(4).hex()}")["name"]
+    schedule = alice.post("schedules/", json=YEARLY)
+    assert schedule.status_code == 201, schedule.text
     return World(
-        blob, leased, got["lease"]["id"], done, cancelled, queued, batch.json()["batch"], spare
+        blob,
+        leased,
+        got["lease"]["id"],
+        done,
+        cancelled,
+        queued,
+        batch.json()["batch"],
+        schedule.json()["key"],
+        register(fred, f"spare-{os.urandom(4).hex()}")["name"],
     )
 
 
@@ -156,6 +168,31 @@ ROWS = {
     "result": Row("GET", lambda w: f"tasks/{w.done}/result/", tasks_of(200, 404, 403, 200, 200)),
     "why": Row("GET", lambda w: f"tasks/{w.queued}/why/", tasks_of(200, 404, 403, 200, 200)),
     "batch": Row("GET", lambda w: f"batches/{w.batch}/", tasks_of(200, 404, 403, 200, 200)),
+    "schedule list": Row("GET", lambda w: "schedules/", tasks_of(200, 200, 403, 200, 200)),
+    "schedule add": Row(
+        "POST", lambda w: "schedules/", tasks_of(201, 201, 403, 403, 201), body=lambda w, c: YEARLY
+    ),
+    "schedule read": Row(
+        "GET", lambda w: f"schedules/{w.schedule}/", tasks_of(200, 404, 403, 200, 200)
+    ),
+    "schedule pause": Row(
+        "POST",
+        lambda w: f"schedules/{w.schedule}/pause/",
+        tasks_of(200, 404, 403, 403, 200),
+        changes=True,
+    ),
+    "schedule resume": Row(
+        "POST",
+        lambda w: f"schedules/{w.schedule}/resume/",
+        tasks_of(200, 404, 403, 403, 200),
+        changes=True,
+    ),
+    "schedule remove": Row(
+        "DELETE",
+        lambda w: f"schedules/{w.schedule}/",
+        tasks_of(204, 404, 403, 403, 204),
+        changes=True,
+    ),
     "node list": Row("GET", lambda w: "nodes/", each(200)),
     "node register": Row(
         "PUT",

@@ -39,7 +39,8 @@ def admitted(user: User, spec: TaskSpec, priority: int, field: str = "") -> Subm
     return Submission(spec, priority, field)
 
 
-def _check_blobs(user: User, submissions: list[Submission]) -> set[str]:
+def check_blobs(user: User, submissions: list[Submission]) -> set[str]:
+    """The blob references of `submissions`; `Invalid` naming a file `user` may not read."""
     wanted = {str(file.reference) for item in submissions for file in item.spec.files.values()}
     found = blobs.readable(user, wanted)
     for item in submissions:
@@ -75,12 +76,12 @@ def submit(
     user: User, submissions: list[Submission], *, batch: bool
 ) -> tuple[Batch | None, list[Task]]:
     """Queue `submissions` all together or none of them; return the batch and the tasks."""
-    references = _check_blobs(user, submissions)
+    references = check_blobs(user, submissions)
     now = timezone.now()
     with transaction.atomic():
         if blobs.touch(references, now) != len(references):
             # Garbage collection took a blob between the check and now.
-            _check_blobs(user, submissions)
+            check_blobs(user, submissions)
             raise Invalid("a file of the task was deleted meanwhile; upload it again")
         group = Batch.objects.create(owner=user) if batch else None
         tasks = Task.objects.bulk_create([_row(user, item, group) for item in submissions])
