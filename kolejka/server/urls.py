@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework import routers
 from rest_framework.negotiation import DefaultContentNegotiation
 
-from .grid.views import auth, blobs, nodes, schedules, stats, tasks
+from .grid.views import auth, blobs, metrics, nodes, schedules, stats, tasks
 
 handler400 = "kolejka.server.grid.errors.bad_request"
 handler403 = "kolejka.server.grid.errors.permission_denied"
@@ -49,4 +49,5 @@ urlpatterns = [
         name="schema",
     ),
     path(API, include(router.urls)),
+    path("metrics", metrics.MetricsViewSet.as_view({"get": "list"}), name="metrics"),
 ]

@@ -97,6 +97,7 @@ class ScheduleSerializer(serializers.Serializer[Any]):
     created = serializers.DateTimeField()
 
 
+@extend_schema_serializer(many=False)
 class SchedulePageSerializer(serializers.Serializer[Any]):
     results = ScheduleSerializer(many=True)
 
