@@ -219,6 +219,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "The kolejka server's HTTP API (see docs/api.md).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Operation ids are named from the path after it (`tasks_create`); the legacy API's paths,
+    # at the root, keep theirs whole (`task_task_create`).
+    "SCHEMA_PATH_PREFIX": "/api/v1/",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,

@@ -161,6 +161,9 @@ class Task(models.Model):
     )
     avoid_until = models.DateTimeField(null=True, blank=True)
     last_failure = models.TextField(null=True, blank=True)
+    # Submitted through the original's API (`views/legacy.py`): its callback says what the
+    # original's said (`callbacks`).
+    legacy = models.BooleanField(default=False)
 
     class Meta:
         indexes = (

@@ -55,10 +55,11 @@ def check_blobs(user: User, submissions: list[Submission]) -> set[str]:
     return wanted
 
 
-def _row(user: User, item: Submission, batch: Batch | None) -> Task:
+def _row(user: User, item: Submission, batch: Batch | None, legacy: bool) -> Task:
     spec = item.spec
     return Task(
         owner=user,
+        legacy=legacy,
         priority=item.priority,
         batch=batch,
         max_attempts=settings.MAX_ATTEMPTS,
@@ -73,9 +74,10 @@ def _row(user: User, item: Submission, batch: Batch | None) -> Task:
 
 
 def submit(
-    user: User, submissions: list[Submission], *, batch: bool
+    user: User, submissions: list[Submission], *, batch: bool, legacy: bool = False
 ) -> tuple[Batch | None, list[Task]]:
-    """Queue `submissions` all together or none of them; return the batch and the tasks."""
+    """Queue `submissions` all together or none of them; return the batch and the tasks.
+    `legacy`: they came through the original's API (their callbacks speak its format)."""
     references = check_blobs(user, submissions)
     now = timezone.now()
     with transaction.atomic():
@@ -84,7 +86,7 @@ def submit(
             check_blobs(user, submissions)
             raise Invalid("a file of the task was deleted meanwhile; upload it again")
         group = Batch.objects.create(owner=user) if batch else None
-        tasks = Task.objects.bulk_create([_row(user, item, group) for item in submissions])
+        tasks = Task.objects.bulk_create([_row(user, item, group, legacy) for item in submissions])
         TaskFile.objects.bulk_create(
             TaskFile(task=task, blob_id=str(file.reference), name=name)
             for task, item in zip(tasks, submissions, strict=True)
