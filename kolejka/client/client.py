@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,7 +25,7 @@ from .blobs import Blob, ProgressFactory
 from .config import Settings, load_settings
 from .errors import ClientError, ConfigError
 from .exits import CANCELLED, PLATFORM
-from .models import Account, Batch, BatchProgress, QueueStats, Schedule, TaskInfo
+from .models import Account, Batch, BatchProgress, QueueStats, Schedule, TaskInfo, Why
 from .node_api import NodeApi
 from .transport import MAX_PAUSE, Transport
 
@@ -201,8 +202,13 @@ class KolejkaClient(NodeApi):
     ) -> TaskInfo:
         """Upload the task's files and queue it; return the new task (its `key` names it)."""
         spec = self.upload_task(task, folder)
+        # One key for every try: a submission sent again after a lost answer finds its task.
         answer = self.transport.json(
-            "POST", "tasks/", json={"task": spec.to_dict(), "priority": priority}
+            "POST",
+            "tasks/",
+            json={"task": spec.to_dict(), "priority": priority},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+            safe=True,
         )
         return TaskInfo.from_dict(answer)
 
@@ -215,6 +221,11 @@ class KolejkaClient(NodeApi):
     def task(self, key: str) -> TaskInfo:
         """The task `key`. Raises `NotFound` for a key that is not the caller's."""
         return TaskInfo.from_dict(self.transport.json("GET", f"tasks/{key}/"))
+
+    def why(self, key: str) -> Why:
+        """Why the task `key` waits: its place in its owner's queue, and node by node what keeps
+        each from taking it. Raises `NotFound` for a key that is not the caller's."""
+        return Why.from_dict(self.transport.json("GET", f"tasks/{key}/why/"))
 
     def tasks(
         self,

@@ -126,7 +126,9 @@ class Foreman:
                 ]
             self.problems = problems
             self.changed.notify_all()
-            if problems == self.reported:
+            # An unhealthy node claims nothing, so its reports are what tells the server it is
+            # alive (not down): they go at each check; a healthy node's claims do that.
+            if problems == self.reported and not problems:
                 return
         try:
             self.health_client.report_health(self.config.name, problems)
@@ -245,7 +247,7 @@ class Foreman:
         if info.task is None:
             self.client.fail(lease, "the claim carried no task", retry=True)
             return
-        demand = Demand.of(info.task, self.config.defaults)
+        demand = Demand.of(info.task, self.config.defaults).clamped(self.config.capacity.cpus)
         placement = self.ledger.reserve(demand)
         if placement is None:
             # The server placed it by the same rule on the capacity we sent; only a race with

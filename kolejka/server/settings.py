@@ -253,7 +253,19 @@ MAX_ATTEMPTS = env_int("KOLEJKA_MAX_ATTEMPTS", 3, minimum=1)
 RETRY_DELAY = env_seconds("KOLEJKA_RETRY_DELAY", "2s", zero=True)
 RETRY_DELAY_MAX = env_seconds("KOLEJKA_RETRY_DELAY_MAX", "5min", zero=True)
 RETRY_AVOID = env_seconds("KOLEJKA_RETRY_AVOID", "1min", zero=True)
+# How long past its time limit a task may hold its node's cores (the worker's grace before it
+# kills it, the result's upload): what reservations count on (grid/reservations.py).
+OVERRUN = env_seconds("KOLEJKA_OVERRUN", "10s", zero=True)
 MAX_WAIT = env_seconds("KOLEJKA_MAX_WAIT", "60s")
+# A node that has not called in (claim, heartbeat, health report) for this long is shown down.
+# A live foreman calls in once per claim (at most MAX_WAIT), heartbeats its leases within their
+# TTL, and reports its health at each check while unhealthy.
+NODE_DOWN_AFTER = env_seconds("KOLEJKA_NODE_DOWN_AFTER", f"{MAX_WAIT + LEASE_TTL}s")
+if NODE_DOWN_AFTER <= MAX_WAIT:
+    raise ImproperlyConfigured(
+        f"KOLEJKA_NODE_DOWN_AFTER ({NODE_DOWN_AFTER:g} s) must be more than KOLEJKA_MAX_WAIT "
+        f"({MAX_WAIT:g} s): a node waiting in a claim calls in only when the claim ends"
+    )
 # A periodic task's tick not run within this of its time was missed (the servers were down):
 # its schedule's `missed` policy decides whether it runs (schedules.py).
 SCHEDULE_GRACE = env_seconds("KOLEJKA_SCHEDULE_GRACE", "1min")

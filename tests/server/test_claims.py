@@ -11,7 +11,7 @@ from .harness import Server
 
 def test_it_passes_over_tasks_that_do_not_fit_instead_of_blocking_on_them(grid: Server):
     alice, fred = grid.api("alice"), grid.api("fred")
-    big = submit(alice, limits={"cpus": 64})
+    big = submit(alice, limits={"memory": "64G"})
     small = submit(alice, limits={"cpus": 2, "memory": "1G"})
     register(fred, "n1")
     got = claim(fred, "n1")
@@ -27,6 +27,20 @@ def test_it_gives_tasks_needing_tags_only_to_nodes_having_them(grid: Server):
     register(fred, "gpu", tags=["gpu:a100"], capacity={"cpus": 4, "memory": "8G", "gpus": 2})
     assert claim(fred, "plain")["task"] is None
     assert claim(fred, "gpu")["task"]["key"] == gpu["key"]
+
+
+def test_it_gives_tasks_asking_gpu_memory_only_to_nodes_whose_gpus_have_it(grid: Server):
+    alice, fred = grid.api("alice"), grid.api("fred")
+    big = submit(alice, limits={"gpus": 1, "gpu_memory": "80G"})
+    small = {"cpus": 4, "memory": "8G", "gpus": 2, "gpu_memory": "40G"}
+    register(fred, "a100-40", capacity=small)
+    # Also when the foreman says what it has free, as foremen do.
+    assert claim(fred, "a100-40")["task"] is None
+    assert claim(fred, "a100-40", free=small)["task"] is None
+    shown = alice.get(f"tasks/{big['key']}/").json()
+    assert "a100-40: gpu_memory 80G > 40G" in shown["reason"]
+    register(fred, "h100-80", capacity={**small, "gpu_memory": "80G"})
+    assert claim(fred, "h100-80")["task"]["key"] == big["key"]
 
 
 def test_it_counts_abstract_resources_against_what_the_node_has_free(grid: Server):

@@ -6,13 +6,13 @@ from collections import Counter
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from kolejka.common import Task as TaskSpec
 
 from . import backlog, blobs, wakeup
-from .errors import Forbidden, Invalid
+from .errors import Conflict, Forbidden, Invalid
 from .models import Batch, Role, Task, TaskFile, User
 
 
@@ -55,11 +55,14 @@ def check_blobs(user: User, submissions: list[Submission]) -> set[str]:
     return wanted
 
 
-def _row(user: User, item: Submission, batch: Batch | None, legacy: bool) -> Task:
+def _row(
+    user: User, item: Submission, batch: Batch | None, legacy: bool, key: str | None = None
+) -> Task:
     spec = item.spec
     return Task(
         owner=user,
         legacy=legacy,
+        submission_key=key,
         priority=item.priority,
         batch=batch,
         max_attempts=settings.MAX_ATTEMPTS,
@@ -74,10 +77,16 @@ def _row(user: User, item: Submission, batch: Batch | None, legacy: bool) -> Tas
 
 
 def submit(
-    user: User, submissions: list[Submission], *, batch: bool, legacy: bool = False
+    user: User,
+    submissions: list[Submission],
+    *,
+    batch: bool,
+    legacy: bool = False,
+    key: str | None = None,
 ) -> tuple[Batch | None, list[Task]]:
     """Queue `submissions` all together or none of them; return the batch and the tasks.
-    `legacy`: they came through the original's API (their callbacks speak its format)."""
+    `legacy`: they came through the original's API (their callbacks speak its format); `key`:
+    the one submission's ``Idempotency-Key`` (`submit_once`)."""
     references = check_blobs(user, submissions)
     now = timezone.now()
     with transaction.atomic():
@@ -86,7 +95,9 @@ def submit(
             check_blobs(user, submissions)
             raise Invalid("a file of the task was deleted meanwhile; upload it again")
         group = Batch.objects.create(owner=user) if batch else None
-        tasks = Task.objects.bulk_create([_row(user, item, group, legacy) for item in submissions])
+        tasks = Task.objects.bulk_create(
+            [_row(user, item, group, legacy, key) for item in submissions]
+        )
         TaskFile.objects.bulk_create(
             TaskFile(task=task, blob_id=str(file.reference), name=name)
             for task, item in zip(tasks, submissions, strict=True)
@@ -95,3 +106,35 @@ def submit(
         backlog.add(Counter((user.pk, task.priority) for task in tasks))
         wakeup.notify(wakeup.QUEUE)
     return group, tasks
+
+
+def submit_once(user: User, item: Submission, key: str | None) -> tuple[Task, bool]:
+    """Queue one submission and return its task and True; with `key` (the client's
+    ``Idempotency-Key``), the task that key already queued and False instead, so that a client
+    sending a submission again after a lost answer never makes two. `Conflict` if the key
+    queued another submission."""
+    if key is not None and (found := _submitted(user, key, item)) is not None:
+        return found, False
+    try:
+        _, tasks = submit(user, [item], batch=False, key=key)
+    except IntegrityError:
+        # The loser of a race with the same submission sent twice at once: the winner's task.
+        found = _submitted(user, key, item) if key is not None else None
+        if found is None:
+            raise
+        return found, False
+    return tasks[0], True
+
+
+def _submitted(user: User, key: str, item: Submission) -> Task | None:
+    found = Task.objects.select_related("owner", "node", "batch").filter(
+        owner=user, submission_key=key
+    )
+    task = found.first()
+    if task is not None and (task.spec != item.spec.to_dict() or task.priority != item.priority):
+        raise Conflict(
+            f"Idempotency-Key: {key!r} queued another submission ({task.key}); "
+            "give each submission a key of its own",
+            field="Idempotency-Key",
+        )
+    return task
