@@ -121,6 +121,15 @@ def idle(node: Node) -> bool:
     return not Lease.objects.filter(node=node, ended=None).exists()
 
 
+def called_in(node: Node) -> None:
+    """Note that `node` called in: one write a second at most, when showing a node down takes
+    minutes (``KOLEJKA_NODE_DOWN_AFTER``)."""
+    now = timezone.now()
+    if node.last_seen is None or now - node.last_seen > timedelta(seconds=1):
+        Node.objects.filter(pk=node.pk).update(last_seen=now)
+        node.last_seen = now
+
+
 def seen(node: Node) -> bool:
     """Note that `node` called in; return whether it is draining."""
     Node.objects.filter(pk=node.pk).update(last_seen=timezone.now())

@@ -107,7 +107,7 @@ class NodeViewSet(GridViewSet):
         node = nodes.node_of(user_of(request), self.lookup(), admins=False)
         data = self.body(ClaimRequest)
         # Seen when the claim starts as well as when it ends: a long-poll is no silence.
-        nodes.seen(node)
+        nodes.called_in(node)
         free = data.get("free") or nodes.free_of(node)
         idle = data.get("idle")
         claimed = polls.claim(node, free, nodes.idle(node) if idle is None else idle, data["wait"])
