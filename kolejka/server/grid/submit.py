@@ -1,4 +1,5 @@
-"""Submitting tasks: the common format's checks, blob access, and one transaction per batch."""
+"""Submitting tasks: the common format's checks, blob access, and one transaction per batch (or
+per page of an open batch: `batches`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from kolejka.common import Task as TaskSpec
 
 from . import backlog, blobs, wakeup
 from .errors import Forbidden, Invalid
-from .models import Batch, Role, Task, TaskFile, User
+from .models import Batch, Role, State, Task, TaskFile, User
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def admitted(user: User, spec: TaskSpec, priority: int, field: str = "") -> Subm
     return Submission(spec, priority, field)
 
 
-def _check_blobs(user: User, submissions: list[Submission]) -> set[str]:
+def check_blobs(user: User, submissions: list[Submission]) -> set[str]:
     wanted = {str(file.reference) for item in submissions for file in item.spec.files.values()}
     found = blobs.readable(user, wanted)
     for item in submissions:
@@ -54,12 +55,21 @@ def _check_blobs(user: User, submissions: list[Submission]) -> set[str]:
     return wanted
 
 
-def _row(user: User, item: Submission, batch: Batch | None) -> Task:
+def row(
+    user: User,
+    item: Submission,
+    batch: Batch | None,
+    position: int | None = None,
+    state: str = State.QUEUED,
+) -> Task:
+    """The new task row of `item`."""
     spec = item.spec
     return Task(
         owner=user,
+        state=state,
         priority=item.priority,
         batch=batch,
+        position=position,
         max_attempts=settings.MAX_ATTEMPTS,
         spec=spec.to_dict(),
         need_cpus=spec.limits.cpus,
@@ -75,20 +85,30 @@ def submit(
     user: User, submissions: list[Submission], *, batch: bool
 ) -> tuple[Batch | None, list[Task]]:
     """Queue `submissions` all together or none of them; return the batch and the tasks."""
-    references = _check_blobs(user, submissions)
+    references = check_blobs(user, submissions)
     now = timezone.now()
     with transaction.atomic():
         if blobs.touch(references, now) != len(references):
             # Garbage collection took a blob between the check and now.
-            _check_blobs(user, submissions)
+            check_blobs(user, submissions)
             raise Invalid("a file of the task was deleted meanwhile; upload it again")
-        group = Batch.objects.create(owner=user) if batch else None
-        tasks = Task.objects.bulk_create([_row(user, item, group) for item in submissions])
-        TaskFile.objects.bulk_create(
-            TaskFile(task=task, blob_id=str(file.reference), name=name)
-            for task, item in zip(tasks, submissions, strict=True)
-            for name, file in item.spec.files.items()
+        group = (
+            Batch.objects.create(owner=user, size=len(submissions), sealed=now) if batch else None
         )
+        positions = range(len(submissions)) if batch else [None] * len(submissions)
+        tasks = Task.objects.bulk_create(
+            [row(user, item, group, at) for item, at in zip(submissions, positions, strict=True)]
+        )
+        add_files(tasks, submissions)
         backlog.add(Counter((user.pk, task.priority) for task in tasks))
         wakeup.notify(wakeup.QUEUE)
     return group, tasks
+
+
+def add_files(tasks: list[Task], submissions: list[Submission]) -> None:
+    """The input-file rows of newly created `tasks` (blob access and garbage collection)."""
+    TaskFile.objects.bulk_create(
+        TaskFile(task=task, blob_id=str(file.reference), name=name)
+        for task, item in zip(tasks, submissions, strict=True)
+        for name, file in item.spec.files.items()
+    )
