@@ -11,7 +11,7 @@ from kolejka import __version__
 from kolejka.common import SpecError
 from kolejka.common.states import TaskState
 
-from . import commands
+from . import batch_commands, commands
 from .errors import AuthenticationFailed, ClientError
 from .exits import EXIT_CODES, INTERRUPTED, USAGE
 from .output import Output
@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     image_put.add_argument("tarball", metavar="TARBALL", help="its `docker save` tarball")
     image_list = _command(image_commands, "list", commands.image_list, common)
     image_list.add_argument("--name", metavar="NAME", help="only this image")
+
+    batch_commands.add_parsers(top, _command, common)
 
     queue = top.add_parser("queue", help="the queue")
     queue_commands = queue.add_subparsers(title="commands", metavar="COMMAND", required=True)
