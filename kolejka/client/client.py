@@ -293,7 +293,8 @@ class KolejkaClient(NodeApi):
         return TaskInfo.from_dict(self.transport.json("POST", f"tasks/{key}/cancel/", safe=True))
 
     def retry(self, key: str) -> TaskInfo:
-        """Queue a `failed` or `cancelled` task again. Raises `Conflict` otherwise."""
+        """Run a task that did not succeed (`failed`, `cancelled`, or `done` without an OK
+        verdict) again in place. Raises `Conflict` otherwise."""
         return TaskInfo.from_dict(self.transport.json("POST", f"tasks/{key}/retry/"))
 
     def delete(self, key: str) -> None:

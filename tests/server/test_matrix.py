@@ -27,7 +27,7 @@ FREE = {"cpus": 64, "memory": "64G"}  # what n1 says it has free, whatever it ho
 @dataclass
 class World:
     """One of each object, fresh: alice's input blob, her task fred holds under a lease, a
-    done, a cancelled and a queued task, and a batch."""
+    done, a cancelled and a queued task, a batch, and an open batch of one task."""
 
     blob: str
     leased: str
@@ -36,6 +36,7 @@ class World:
     cancelled: str
     queued: str
     batch: str
+    open_batch: str
 
 
 def make_world(server: Server) -> World:
@@ -53,7 +54,16 @@ def make_world(server: Server) -> World:
     queued = submit(alice, **UNCLAIMABLE)["key"]
     batch = alice.post("tasks/batch/", json={"tasks": [{"task": spec(**UNCLAIMABLE)}]})
     assert batch.status_code == 201, batch.text
-    return World(blob, leased, got["lease"]["id"], done, cancelled, queued, batch.json()["batch"])
+    opened = alice.post("batches/", json={}).json()["batch"]
+    added = alice.post(f"batches/{opened}/tasks/", json=page(0))
+    assert added.status_code == 201, added.text
+    return World(
+        blob, leased, got["lease"]["id"], done, cancelled, queued, batch.json()["batch"], opened
+    )
+
+
+def page(start: int) -> dict[str, Any]:
+    return {"start": start, "tasks": [{"task": spec(**UNCLAIMABLE)}]}
 
 
 @dataclass
@@ -151,6 +161,47 @@ ROWS = {
     ),
     "result": Row("GET", lambda w: f"tasks/{w.done}/result/", tasks_of(200, 404, 403, 200, 200)),
     "batch": Row("GET", lambda w: f"batches/{w.batch}/", tasks_of(200, 404, 403, 200, 200)),
+    "batch list": Row("GET", lambda w: "batches/", tasks_of(200, 200, 403, 200, 200)),
+    "batch open": Row(
+        "POST", lambda w: "batches/", tasks_of(201, 201, 403, 403, 201), body=lambda w, c: {}
+    ),
+    "batch page": Row(
+        "POST",
+        lambda w: f"batches/{w.open_batch}/tasks/",
+        tasks_of(201, 404, 403, 403, 201),
+        body=lambda w, c: page(1),
+        changes=True,
+    ),
+    "batch seal": Row(
+        "POST",
+        lambda w: f"batches/{w.open_batch}/seal/",
+        tasks_of(200, 404, 403, 403, 200),
+        changes=True,
+    ),
+    "batch rerun": Row(
+        "POST",
+        lambda w: f"batches/{w.batch}/rerun/",
+        tasks_of(200, 404, 403, 403, 200),
+        body=lambda w, c: {"which": "all"},
+    ),
+    "batch cancel": Row(
+        "POST",
+        lambda w: f"batches/{w.batch}/cancel/",
+        tasks_of(200, 404, 403, 403, 200),
+        changes=True,
+    ),
+    "batch purge": Row(
+        "DELETE",
+        lambda w: f"batches/{w.batch}/",
+        tasks_of(204, 404, 403, 403, 204),
+        changes=True,
+    ),
+    "blob bundle": Row(
+        "POST",
+        lambda w: "blobs/bundle/",
+        {"alice": 200, "bob": 404, "fred": 200, "gina": 404, "ivan": 200, "ada": 200},
+        body=lambda w, c: {"references": [w.blob]},
+    ),
     "node list": Row("GET", lambda w: "nodes/", {**each(200), "alice": 403, "bob": 403}),
     "node register": Row(
         "PUT",

@@ -156,23 +156,23 @@ def rerun(batch: Batch, which: str, verdicts: list[str]) -> int:
 
 
 def cancel(batch: Batch) -> int:
-    """Cancel every task of the sealed `batch` not final yet; return how many. 409 for an open
-    batch (nothing of it runs: purge it)."""
+    """Cancel every task of the sealed `batch` not final yet, in one transaction; return how
+    many. 409 for an open batch (nothing of it runs: purge it)."""
     if batch.state != BatchState.SEALED:
         raise Conflict(f"the batch {batch.key} is still open and runs nothing; purge it")
-    unfinished = tuple(state for state in State if state not in FINISHED)
-    pending = Task.objects.filter(batch=batch, state__in=unfinished)
-    ids = list(pending.order_by("id").values_list("id", flat=True))
-    return _each(ids, transitions.cancel, unfinished)
+    with transaction.atomic():
+        return transitions.cancel_all(Task.objects.filter(batch=batch), timezone.now())
 
 
 def purge(batch: Batch) -> int:
-    """Delete `batch`, its tasks (cancelled first where they run) and their results; the blobs
-    only they used become garbage for `kolejka-server gc`. Return how many tasks went."""
-    ids = list(Task.objects.filter(batch=batch).order_by("id").values_list("id", flat=True))
-    gone = _each(ids, transitions.delete, (*State, STAGED))
-    Batch.objects.filter(pk=batch.pk).delete()
-    return gone
+    """Delete `batch`, its tasks (cancelled first where they run) and their results, in one
+    transaction; the blobs only they used become garbage for `kolejka-server collectgarbage`.
+    Return how many tasks went."""
+    with transaction.atomic():
+        transitions.cancel_all(Task.objects.filter(batch=batch), timezone.now())
+        _, gone = Task.objects.filter(batch=batch).delete()
+        Batch.objects.filter(pk=batch.pk).delete()
+    return gone.get(Task._meta.label, 0)
 
 
 def _each(ids: list[int], change: Callable[[Task, datetime], None], states: tuple[str, ...]) -> int:

@@ -3,6 +3,7 @@ transaction, on a task row the caller has locked (or, on SQLite, under the write
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import TypeVar
 
@@ -66,6 +67,25 @@ def cancel(task: Task, now: datetime) -> None:
         end_lease(task, now, Outcome.CANCELLED)
     Task.objects.filter(pk=task.pk).update(state=State.CANCELLED, finished=now, updated=now)
     wakeup.notify(wakeup.task_topic(task.pk))
+
+
+def cancel_all(tasks: QuerySet[Task], now: datetime) -> int:
+    """Cancel those of `tasks` that are queued, assigned or running, as `cancel` does one, in
+    the caller's transaction; return how many. Their rows are locked first: a claim skips them
+    from then on, and one that took a task before is seen here as assigned and cancelled."""
+    rows = tasks.filter(state__in=[state for state in State if state not in FINISHED])
+    found = list(locked(rows).order_by("id").values_list("id", "state", "owner_id", "priority"))
+    queued: Counter[tuple[int, int]] = Counter()
+    for _, state, owner, priority in found:
+        if state == State.QUEUED:
+            queued[(owner, priority)] -= 1
+    backlog.add(queued)
+    # By subquery, not by a list of ids: a batch's ids pass SQLite's limit of query parameters.
+    Lease.objects.filter(task__in=rows, ended=None).update(ended=now, outcome=Outcome.CANCELLED)
+    rows.update(state=State.CANCELLED, finished=now, updated=now)
+    for task_id, _, _, _ in found:
+        wakeup.notify(wakeup.task_topic(task_id))
+    return len(found)
 
 
 def failed(task: Task) -> bool:
