@@ -139,6 +139,26 @@ def build_parser() -> argparse.ArgumentParser:
     queue_commands = queue.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _command(queue_commands, "stats", commands.queue_stats, common)
 
+    cron = top.add_parser("cron", help="periodic tasks: queue a task folder on a schedule")
+    cron_commands = cron.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    cron_add = _command(cron_commands, "add", commands.cron_add, common)
+    cron_add.add_argument("schedule", metavar="SCHEDULE", help="e.g. '*/15 * * * *' (UTC)")
+    cron_add.add_argument("task_dir", metavar="TASK_DIR")
+    cron_add.add_argument("--priority", type=int, default=0, help="higher runs first (admins: >0)")
+    cron_add.add_argument(
+        "--missed",
+        choices=["once", "skip"],
+        default="once",
+        help="ticks no server ran in time (it was down): one run for them all, or none (once)",
+    )
+    _command(cron_commands, "list", commands.cron_list, common)
+    for name, function in (
+        ("pause", commands.cron_pause),
+        ("resume", commands.cron_resume),
+        ("remove", commands.cron_remove),
+    ):
+        _command(cron_commands, name, function, common).add_argument("key", metavar="KEY")
+
     _command(top, "login", commands.login, common)
     _command(top, "logout", commands.logout, common)
     return parser

@@ -24,7 +24,7 @@ from .blobs import Blob, ProgressFactory
 from .config import Settings, load_settings
 from .errors import ClientError, ConfigError
 from .exits import CANCELLED, PLATFORM
-from .models import Account, Batch, BatchProgress, QueueStats, TaskInfo
+from .models import Account, Batch, BatchProgress, QueueStats, Schedule, TaskInfo
 from .node_api import NodeApi
 from .transport import MAX_PAUSE, Transport
 
@@ -413,6 +413,42 @@ class KolejkaClient(NodeApi):
     ) -> arrays.Fetched:
         """Write every result of the batch into ``folder/<position>/`` (`arrays.fetch`)."""
         return arrays.fetch(self.transport, batch, Path(folder), workers, on_task)
+
+    # Schedules
+
+    def add_schedule(
+        self,
+        cron: str,
+        task: Task | PathLike,
+        *,
+        folder: PathLike | None = None,
+        priority: int = 0,
+        missed: str = "once",
+    ) -> Schedule:
+        """Upload the task's files and have the server queue it at every tick of `cron` (five
+        fields, UTC); `missed`: ``once`` or ``skip`` for ticks no server ran in time."""
+        spec = self.upload_task(task, folder)
+        body = {"cron": cron, "task": spec.to_dict(), "priority": priority, "missed": missed}
+        return Schedule.from_dict(self.transport.json("POST", "schedules/", json=body))
+
+    def schedules(self) -> list[Schedule]:
+        """The caller's schedules (an inspector's or admin's: everyone's)."""
+        answer = self.transport.json("GET", "schedules/")
+        return [Schedule.from_dict(item) for item in answer.get("results") or []]
+
+    def schedule(self, key: str) -> Schedule:
+        return Schedule.from_dict(self.transport.json("GET", f"schedules/{key}/"))
+
+    def pause_schedule(self, key: str) -> Schedule:
+        return Schedule.from_dict(self.transport.json("POST", f"schedules/{key}/pause/"))
+
+    def resume_schedule(self, key: str) -> Schedule:
+        """Run again from the next tick on (the ticks while paused do not run)."""
+        return Schedule.from_dict(self.transport.json("POST", f"schedules/{key}/resume/"))
+
+    def remove_schedule(self, key: str) -> None:
+        """Remove the schedule; the runs it queued stay."""
+        self.transport.request("DELETE", f"schedules/{key}/")
 
     def queue_stats(self) -> QueueStats:
         """Task counts by state and what the nodes run (a client sees its own tasks only)."""

@@ -336,6 +336,62 @@ def queue_stats(args: argparse.Namespace, out: Output) -> int:
     return SUCCESS
 
 
+def cron_add(args: argparse.Namespace, out: Output) -> int:
+    """Queue a task folder at every tick of SCHEDULE, a cron expression (UTC); print its key.
+
+    SCHEDULE has five fields, minute hour day-of-month month day-of-week, e.g. '*/15 * * * *'
+    (every 15 minutes) or '0 3 * * 1-5' (03:00 on weekdays). Each run is an ordinary task.
+    """
+    client = _client(args, out)
+    with about(args.task_dir):
+        schedule = client.add_schedule(
+            args.schedule, args.task_dir, priority=args.priority, missed=args.missed
+        )
+    out.data(dict(schedule.raw), f"{schedule.key}: next run {when(schedule.next_run)}")
+    return SUCCESS
+
+
+def cron_list(args: argparse.Namespace, out: Output) -> int:
+    """List your schedules (inspectors and admins: everyone's)."""
+    schedules = _client(args, out).schedules()
+    rows = [["KEY", "SCHEDULE", "STATE", "NEXT RUN", "RUNS", "LAST TASK"]]
+    for item in schedules:
+        state = "paused" if item.paused else "active"
+        if item.last_error:
+            state += f" (last tick: {item.last_error})"
+        next_run = "-" if item.paused else when(item.next_run)
+        rows.append([item.key, item.cron, state, next_run, str(item.runs), item.last_task or "-"])
+    out.data([dict(item.raw) for item in schedules], table(rows))
+    return SUCCESS
+
+
+def cron_pause(args: argparse.Namespace, out: Output) -> int:
+    """Stop queueing a schedule's runs until it is resumed."""
+    client = _client(args, out)
+    with about(f"schedule {args.key}"):
+        schedule = client.pause_schedule(args.key)
+    out.data(dict(schedule.raw), f"{schedule.key}: paused")
+    return SUCCESS
+
+
+def cron_resume(args: argparse.Namespace, out: Output) -> int:
+    """Queue a paused schedule's runs again, from its next tick on."""
+    client = _client(args, out)
+    with about(f"schedule {args.key}"):
+        schedule = client.resume_schedule(args.key)
+    out.data(dict(schedule.raw), f"{schedule.key}: next run {when(schedule.next_run)}")
+    return SUCCESS
+
+
+def cron_remove(args: argparse.Namespace, out: Output) -> int:
+    """Remove a schedule; the runs it already queued stay."""
+    client = _client(args, out)
+    with about(f"schedule {args.key}"):
+        client.remove_schedule(args.key)
+    out.data({"key": args.key, "removed": True}, f"{args.key}: removed")
+    return SUCCESS
+
+
 def _prompt(question: str, secret: bool) -> str:
     """Read an answer from the terminal, or a line of stdin when there is none (scripts)."""
     if sys.stdin.isatty():

@@ -331,3 +331,38 @@ class Image:
             size=_int(document.get("size")),
             raw=document,
         )
+
+
+@dataclass
+class Schedule:
+    """A periodic task: `task` queued as an ordinary task at every tick of `cron` (UTC)."""
+
+    key: str
+    cron: str
+    paused: bool
+    missed: str
+    next_run: datetime | None
+    runs: int
+    last_run: datetime | None
+    last_task: str | None
+    last_error: str | None
+    task: Task | None
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Schedule:
+        document = _document(data, "a schedule")
+        task = document.get("task")
+        return cls(
+            key=str(document.get("key")),
+            cron=str(document.get("cron")),
+            paused=document.get("paused") is True,
+            missed=str(document.get("missed")),
+            next_run=_time(document.get("next_run")),
+            runs=_int(document.get("runs")),
+            last_run=_time(document.get("last_run")),
+            last_task=_str(document.get("last_task")),
+            last_error=_str(document.get("last_error")),
+            task=Task.from_dict(task) if isinstance(task, Mapping) else None,
+            raw=document,
+        )

@@ -1,7 +1,7 @@
 """`kolejka-server`: Django's management command line on kolejka's settings.
 
 ``kolejka-server migrate``, ``runserver``, ``serve`` (production, gunicorn), ``adduser``,
-``setuser``, ``token``, ``reap``, ``collectblobs``, ``check --deploy``, ...
+``setuser``, ``token``, ``reap``, ``runschedules``, ``collectblobs``, ``check --deploy``, ...
 """
 
 from __future__ import annotations

@@ -251,6 +251,9 @@ RETRY_DELAY = env_seconds("KOLEJKA_RETRY_DELAY", "2s", zero=True)
 RETRY_DELAY_MAX = env_seconds("KOLEJKA_RETRY_DELAY_MAX", "5min", zero=True)
 RETRY_AVOID = env_seconds("KOLEJKA_RETRY_AVOID", "1min", zero=True)
 MAX_WAIT = env_seconds("KOLEJKA_MAX_WAIT", "60s")
+# A periodic task's tick not run within this of its time was missed (the servers were down):
+# its schedule's `missed` policy decides whether it runs (schedules.py).
+SCHEDULE_GRACE = env_seconds("KOLEJKA_SCHEDULE_GRACE", "1min")
 # How often a sleeping long-poll looks at the database even without a wake-up (a safety net
 # for lost notifications and for leases that expire while nobody calls in).
 POLL_INTERVAL = env_seconds("KOLEJKA_POLL_INTERVAL", "1s")

@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework import routers
 from rest_framework.negotiation import DefaultContentNegotiation
 
-from .grid.views import auth, blobs, nodes, stats, tasks
+from .grid.views import auth, blobs, nodes, schedules, stats, tasks
 
 handler400 = "kolejka.server.grid.errors.bad_request"
 handler403 = "kolejka.server.grid.errors.permission_denied"
@@ -33,6 +33,7 @@ router.register("auth", auth.AuthViewSet, basename="auth")
 router.register("blobs", blobs.BlobViewSet, basename="blobs")
 router.register("tasks", tasks.TaskViewSet, basename="tasks")
 router.register("batches", tasks.BatchViewSet, basename="batches")
+router.register("schedules", schedules.ScheduleViewSet, basename="schedules")
 router.register("nodes", nodes.NodeViewSet, basename="nodes")
 router.register("leases", nodes.LeaseViewSet, basename="leases")
 router.register("images", stats.ImageViewSet, basename="images")

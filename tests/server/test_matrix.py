@@ -22,12 +22,13 @@ CALLERS = ("alice", "bob", "fred", "gina", "ivan", "ada", None, "dora", "rita")
 SIGNED_OUT = {None: 401, "dora": 401, "rita": 401}
 UNCLAIMABLE = {"requires": ["nowhere"]}  # tasks no node takes: the queue stays predictable
 FREE = {"cpus": 64, "memory": "64G"}  # what n1 says it has free, whatever it holds
+YEARLY = {"cron": "0 0 1 1 *", "task": spec(**UNCLAIMABLE)}  # no tick while the tests run
 
 
 @dataclass
 class World:
     """One of each object, fresh: alice's input blob, her task fred holds under a lease, a
-    done, a cancelled and a queued task, a batch, and an open batch of one task."""
+    done, a cancelled and a queued task, a batch, an open batch of one task and a schedule."""
 
     blob: str
     leased: str
@@ -37,6 +38,7 @@ class World:
     queued: str
     batch: str
     open_batch: str
+    schedule: str
 
 
 def make_world(server: Server) -> World:
@@ -57,8 +59,18 @@ def make_world(server: Server) -> World:
     opened = alice.post("batches/", json={}).json()["batch"]
     added = alice.post(f"batches/{opened}/tasks/", json=page(0))
     assert added.status_code == 201, added.text
+    schedule = alice.post("schedules/", json=YEARLY)
+    assert schedule.status_code == 201, schedule.text
     return World(
-        blob, leased, got["lease"]["id"], done, cancelled, queued, batch.json()["batch"], opened
+        blob,
+        leased,
+        got["lease"]["id"],
+        done,
+        cancelled,
+        queued,
+        batch.json()["batch"],
+        opened,
+        schedule.json()["key"],
     )
 
 
@@ -201,6 +213,31 @@ ROWS = {
         lambda w: "blobs/bundle/",
         {"alice": 200, "bob": 404, "fred": 200, "gina": 404, "ivan": 200, "ada": 200},
         body=lambda w, c: {"references": [w.blob]},
+    ),
+    "schedule list": Row("GET", lambda w: "schedules/", tasks_of(200, 200, 403, 200, 200)),
+    "schedule add": Row(
+        "POST", lambda w: "schedules/", tasks_of(201, 201, 403, 403, 201), body=lambda w, c: YEARLY
+    ),
+    "schedule read": Row(
+        "GET", lambda w: f"schedules/{w.schedule}/", tasks_of(200, 404, 403, 200, 200)
+    ),
+    "schedule pause": Row(
+        "POST",
+        lambda w: f"schedules/{w.schedule}/pause/",
+        tasks_of(200, 404, 403, 403, 200),
+        changes=True,
+    ),
+    "schedule resume": Row(
+        "POST",
+        lambda w: f"schedules/{w.schedule}/resume/",
+        tasks_of(200, 404, 403, 403, 200),
+        changes=True,
+    ),
+    "schedule remove": Row(
+        "DELETE",
+        lambda w: f"schedules/{w.schedule}/",
+        tasks_of(204, 404, 403, 403, 204),
+        changes=True,
     ),
     "node list": Row("GET", lambda w: "nodes/", {**each(200), "alice": 403, "bob": 403}),
     "node register": Row(

@@ -15,7 +15,7 @@ from .harness import BIN, Server, Template, serve
 
 # Where a schema-valid request may still be refused: the schema cannot say "a blob that exists",
 # the task format's units and names ("64X" is a string too), or the state of a lease. And the
-# login: schemathesis' coverage phase sends NUL in its strings despite their `pattern`.
+# login and health: schemathesis' coverage phase sends NUL in its strings despite their `pattern`.
 STATEFUL_RULES = "".join(
     f"""
 [[operations]]
@@ -43,6 +43,8 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
         "tasks_retry_create",
         "tasks_cancel_create",
         "auth_token_create",
+        "nodes_health_create",
+        "schedules_create",
     )
 )
 

@@ -24,7 +24,7 @@ from kolejka.common.blobs import is_reference
 from . import blobstore
 from .blobstore import Received
 from .errors import QuotaExceeded
-from .models import Blob, BlobGrant, Image, Role, TaskFile, User
+from .models import Blob, BlobGrant, Image, Role, ScheduleFile, TaskFile, User
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +128,13 @@ def touch(references: Iterable[str], now: datetime) -> int:
 
 
 def collect_garbage(now: datetime, grace: float, dry_run: bool = False) -> list[Blob]:
-    """Delete blobs no task, result or image references and nobody touched within `grace`
+    """Delete blobs no task, result, schedule or image references and nobody touched within `grace`
     seconds; return them. Also removes temp files of uploads that died with their process."""
     cutoff = now - timedelta(seconds=grace)
     unused = Blob.objects.filter(touched__lt=cutoff).filter(
         ~Exists(TaskFile.objects.filter(blob=OuterRef("pk"))),
         ~Exists(Image.objects.filter(blob=OuterRef("pk"))),
+        ~Exists(ScheduleFile.objects.filter(blob=OuterRef("pk"))),
     )
     collected = []
     for reference in list(unused.values_list("reference", flat=True)):

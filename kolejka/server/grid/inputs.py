@@ -65,6 +65,22 @@ class SubmitRequest(StrictSerializer):
     )
 
 
+class ScheduleRequest(StrictSerializer):
+    cron = StrictCharField(
+        max_length=200, help_text="five fields (minute hour day month weekday), UTC: '*/5 * * * *'"
+    )
+    task = SpecField(_task, help_text="kolejka_task.json, files as blob references")
+    priority = StrictIntegerField(
+        required=False, default=0, min_value=-MAX_PRIORITY, max_value=MAX_PRIORITY
+    )
+    missed = serializers.ChoiceField(
+        choices=["once", "skip"],
+        required=False,
+        default="once",
+        help_text="ticks missed while no server ran: once (one run for them all) or skip",
+    )
+
+
 class BatchSubmitRequest(StrictSerializer):
     tasks = SubmitRequest(many=True, allow_empty=False, max_length=MAX_BATCH)  # type: ignore[call-arg]
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from kolejka.common import Result
 
-from . import blobs, callbacks, transitions, wakeup
+from . import blobs, callbacks, schedules, transitions, wakeup
 from .errors import Conflict, Invalid, LeaseLost, NotFound
 from .models import ACTIVE, Lease, Node, Outcome, State, Task, TaskFile, User, Wakeup
 
@@ -202,11 +202,14 @@ _reap_lock = threading.Lock()
 
 
 def reap_due() -> None:
-    """Reap expired leases at most once a second per process: claims and heartbeats call it,
-    so no separate cron is needed (``kolejka-server reap`` does the same by hand)."""
+    """Reap expired leases and queue the runs of due schedules, at most once a second per
+    process: claims and heartbeats call it, so no separate cron is needed (``kolejka-server
+    reap`` and ``runschedules`` do the same by hand)."""
     global _last_reap
     with _reap_lock:
         if time.monotonic() - _last_reap < 1.0:
             return
         _last_reap = time.monotonic()
-    reap(timezone.now())
+    now = timezone.now()
+    reap(now)
+    schedules.run_due(now)

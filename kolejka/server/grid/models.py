@@ -277,3 +277,52 @@ class Wakeup(models.Model):
 
     topic = models.CharField(max_length=64)
     created = models.DateTimeField(auto_now_add=True)
+
+
+def new_schedule_key() -> str:
+    return "c-" + secrets.token_hex(8)
+
+
+class Missed(models.TextChoices):
+    """What a schedule does with the ticks that passed while no server ran them."""
+
+    ONCE = "once"  # one run for all of them, as anacron
+    SKIP = "skip"  # none; the next run is the next tick from now
+
+
+class Schedule(models.Model):
+    """A periodic task (`schedules.py`): at each tick of `cron` (five fields, UTC) the server
+    queues `spec` as an ordinary task of `owner`. `next_run` is the tick due next; the server
+    process that moves it on (one conditional update) is the one that queues the run."""
+
+    key = models.CharField(max_length=32, unique=True, default=new_schedule_key)
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="schedules")
+    cron = models.CharField(max_length=200)
+    spec = models.JSONField()
+    priority = models.IntegerField(default=0)
+    missed = models.CharField(max_length=8, choices=Missed.choices, default=Missed.ONCE)
+    paused = models.BooleanField(default=False)
+    next_run = models.DateTimeField()
+    runs = models.PositiveIntegerField(default=0)
+    last_run = models.DateTimeField(null=True, blank=True)
+    last_task = models.CharField(max_length=32, null=True, blank=True)
+    # Why the last tick queued no run (its owner disabled, a file gone), else null.
+    last_error = models.TextField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = (
+            # The due ticks, earliest first, without reading paused schedules.
+            models.Index(fields=["next_run"], condition=Q(paused=False), name="schedule_due"),
+        )
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class ScheduleFile(models.Model):
+    """A blob a schedule's runs use: garbage collection keeps it while the schedule exists, and
+    its owner may read it as a task's input file."""
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="files")
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="+")

@@ -100,6 +100,7 @@ class StrictSchema(OpenApiSerializerExtension):  # type: ignore[no-untyped-call]
         schema: dict[str, Any] = auto_schema._map_basic_serializer(self.target, direction)
         schema["additionalProperties"] = False
         for field in schema.get("properties", {}).values():
-            if field.get("type") == "string" and not {"pattern", "enum", "format"} & set(field):
-                field["pattern"] = TEXT  # what the strict JSON parser lets through
+            for text in (field, field.get("items") or {}):
+                if text.get("type") == "string" and not {"pattern", "enum", "format"} & set(text):
+                    text["pattern"] = TEXT  # what the strict JSON parser lets through
         return schema

@@ -42,9 +42,13 @@ class TaskSerializer(serializers.Serializer[Any]):
     )
 
 
-def task_resource(task: Task, reasons: pending.Reasons | None = None) -> dict[str, Any]:
+def task_resource(
+    task: Task, reasons: pending.Reasons | None = None, *, reason: bool = True
+) -> dict[str, Any]:
     """`task` as the API shows it; its owner, node and batch should be loaded with it. A list
-    gives all its tasks one `reasons`, so that the nodes are read once."""
+    gives all its tasks one `reasons`, so that the nodes are read once. Without `reason` the
+    ``reason`` is null: a submission's answer skips reading the nodes (a fifth of its cost)
+    for a task that has not waited yet."""
     return {
         "key": task.key,
         "owner": task.owner.username,
@@ -60,7 +64,7 @@ def task_resource(task: Task, reasons: pending.Reasons | None = None) -> dict[st
         "started": task.started,
         "finished": task.finished,
         "error": task.error,
-        "reason": pending.reason(task, reasons),
+        "reason": pending.reason(task, reasons) if reason else None,
         "task": task.spec,
         "result": task.result,
         "history": task.history,
@@ -109,6 +113,27 @@ class BatchPageSerializer(serializers.Serializer[Any]):
 class BatchChangedSerializer(serializers.Serializer[Any]):
     batch = serializers.CharField()
     changed = serializers.IntegerField(help_text="how many of its tasks it changed")
+
+
+class ScheduleSerializer(serializers.Serializer[Any]):
+    key = serializers.CharField()
+    owner = serializers.CharField(source="owner.username")
+    cron = serializers.CharField()
+    task = serializers.JSONField(source="spec")
+    priority = serializers.IntegerField()
+    missed = serializers.CharField()
+    paused = serializers.BooleanField()
+    next_run = serializers.DateTimeField()
+    runs = serializers.IntegerField()
+    last_run = serializers.DateTimeField(allow_null=True)
+    last_task = serializers.CharField(allow_null=True)
+    last_error = serializers.CharField(allow_null=True)
+    created = serializers.DateTimeField()
+
+
+@extend_schema_serializer(many=False)
+class SchedulePageSerializer(serializers.Serializer[Any]):
+    results = ScheduleSerializer(many=True)
 
 
 class BlobSerializer(serializers.Serializer[Any]):

@@ -41,6 +41,7 @@ def admitted(user: User, spec: TaskSpec, priority: int, field: str = "") -> Subm
 
 
 def check_blobs(user: User, submissions: list[Submission]) -> set[str]:
+    """The blob references of `submissions`; `Invalid` naming a file `user` may not read."""
     wanted = {str(file.reference) for item in submissions for file in item.spec.files.values()}
     found = blobs.readable(user, wanted)
     for item in submissions:

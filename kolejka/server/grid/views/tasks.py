@@ -102,7 +102,7 @@ class TaskViewSet(GridViewSet):
         data = self.body(SubmitRequest)
         item = submit.admitted(user, data["task"], data["priority"])
         _, tasks = submit.submit(user, [item], batch=False)
-        return Response(task_resource(tasks[0]), status=201)
+        return Response(task_resource(tasks[0], reason=False), status=201)
 
     @extend_schema(request=BatchSubmitRequest, responses={201: BatchCreatedSerializer})
     @action(detail=False, methods=["post"])
@@ -116,9 +116,8 @@ class TaskViewSet(GridViewSet):
         assert batch is not None
         for task in tasks:
             task.batch = batch
-        reasons = pending.Reasons()
         return Response(
-            {"batch": batch.key, "tasks": [task_resource(task, reasons) for task in tasks]},
+            {"batch": batch.key, "tasks": [task_resource(task, reason=False) for task in tasks]},
             status=201,
         )
 

@@ -14,7 +14,7 @@ def count_sizes(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('kolejka', '0002_node_health_and_retry_spacing'),
+        ('kolejka', '0003_schedules'),
     ]
 
     operations = [
