@@ -97,8 +97,8 @@ def failed(task: Task) -> bool:
 
 
 def retry(task: Task, now: datetime) -> None:
-    """Run a `failed` task again in place (`rerun`). 409 for one that is not final or that
-    succeeded (a rejudge runs those)."""
+    """Run a task that did not succeed (`failed`) again in place (`rerun`). 409 for one that
+    is not final or that succeeded (a rejudge runs those)."""
     if task.state not in FINISHED or not failed(task):
         what = task.state if task.state != State.DONE else "done with an OK verdict"
         raise Conflict(
