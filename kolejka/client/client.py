@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -201,8 +202,13 @@ class KolejkaClient(NodeApi):
     ) -> TaskInfo:
         """Upload the task's files and queue it; return the new task (its `key` names it)."""
         spec = self.upload_task(task, folder)
+        # One key for every try: a submission sent again after a lost answer finds its task.
         answer = self.transport.json(
-            "POST", "tasks/", json={"task": spec.to_dict(), "priority": priority}
+            "POST",
+            "tasks/",
+            json={"task": spec.to_dict(), "priority": priority},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+            safe=True,
         )
         return TaskInfo.from_dict(answer)
 

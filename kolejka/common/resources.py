@@ -7,6 +7,7 @@ with unset limits taken from the node's defaults, exactly as the worker will app
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,10 @@ class Capacity:
             "resources": dict(self.resources),
         }
 
+    def plus(self, other: Capacity) -> Capacity:
+        """Return this capacity with `other` given back."""
+        return self.minus(Capacity().minus(other))
+
     def minus(self, other: Capacity) -> Capacity:
         """Return what is left of this capacity once `other` is taken (may go negative)."""
         names = set(self.resources) | set(other.resources)
@@ -98,6 +103,23 @@ class Demand:
             requires=frozenset(task.requires),
             exclusive=bool(task.exclusive),
         )
+
+    def clamped(self, cores: int) -> Demand:
+        """This demand with at most `cores` cpus.
+
+        A task asking more cores than the largest node has runs on that node's cores, as the
+        original ran it, instead of waiting for a node that will never come: the server clamps
+        to the largest registered node's cores, the foreman to its own, the worker to the cores
+        it may use. The result's ``limits.cpus`` then says how many it got.
+        """
+        if self.capacity.cpus <= cores or cores < 1:
+            return self
+        return dataclasses.replace(self, capacity=dataclasses.replace(self.capacity, cpus=cores))
+
+    def booking(self, capacity: Capacity) -> Capacity:
+        """What the task takes from a node of `capacity`: all of it for an exclusive task, so
+        that nothing starts beside it."""
+        return capacity if self.exclusive else self.capacity
 
     def misfit(self, free: Capacity, tags: frozenset[str], *, idle: bool) -> str | None:
         """Why the task cannot start on a node with `free` capacity and `tags` now, or `None`.

@@ -243,7 +243,7 @@ class Foreman:
         if info.task is None:
             self.client.fail(lease, "the claim carried no task", retry=True)
             return
-        demand = Demand.of(info.task, self.config.defaults)
+        demand = Demand.of(info.task, self.config.defaults).clamped(self.config.capacity.cpus)
         placement = self.ledger.reserve(demand)
         if placement is None:
             # The server placed it by the same rule on the capacity we sent; only a race with

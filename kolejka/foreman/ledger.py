@@ -59,15 +59,12 @@ class Ledger:
             )
             del self._free_cores[: need.cpus]
             del self._free_gpus[: need.gpus]
-            self._taken.append(self._booking(demand))
+            self._taken.append(demand.booking(self._capacity))
             return placement
-
-    def _booking(self, demand: Demand) -> Capacity:
-        return self._capacity if demand.exclusive else demand.capacity
 
     def release(self, demand: Demand, placement: Placement) -> None:
         """Give back what `reserve` took for `demand`."""
         with self._lock:
-            self._taken.remove(self._booking(demand))
+            self._taken.remove(demand.booking(self._capacity))
             self._free_cores = sorted(self._free_cores + list(placement.cpus))
             self._free_gpus = sorted(self._free_gpus + list(placement.gpus))

@@ -219,6 +219,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "The kolejka server's HTTP API (see docs/api.md).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Operation ids are named from the path after it (`tasks_create`); the legacy API's paths,
+    # at the root, keep theirs whole (`task_task_create`).
+    "SCHEMA_PATH_PREFIX": "/api/v1/",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
@@ -250,6 +253,9 @@ MAX_ATTEMPTS = env_int("KOLEJKA_MAX_ATTEMPTS", 3, minimum=1)
 RETRY_DELAY = env_seconds("KOLEJKA_RETRY_DELAY", "2s", zero=True)
 RETRY_DELAY_MAX = env_seconds("KOLEJKA_RETRY_DELAY_MAX", "5min", zero=True)
 RETRY_AVOID = env_seconds("KOLEJKA_RETRY_AVOID", "1min", zero=True)
+# How long past its time limit a task may hold its node's cores (the worker's grace before it
+# kills it, the result's upload): what reservations count on (grid/reservations.py).
+OVERRUN = env_seconds("KOLEJKA_OVERRUN", "10s", zero=True)
 MAX_WAIT = env_seconds("KOLEJKA_MAX_WAIT", "60s")
 # A periodic task's tick not run within this of its time was missed (the servers were down):
 # its schedule's `missed` policy decides whether it runs (schedules.py).

@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework import routers
 from rest_framework.negotiation import DefaultContentNegotiation
 
-from .grid.views import auth, blobs, nodes, schedules, stats, tasks
+from .grid.views import auth, blobs, legacy, metrics, nodes, schedules, stats, tasks
 
 handler400 = "kolejka.server.grid.errors.bad_request"
 handler403 = "kolejka.server.grid.errors.permission_denied"
@@ -41,6 +41,25 @@ router.register("queue", stats.QueueViewSet, basename="queue")
 
 API = "api/v1/"
 
+# The original kolejka's paths (docs/api.md, "The legacy API"): HEAD wherever GET is.
+LEGACY = [
+    path("login/", legacy.LegacyAuthViewSet.as_view({"get": "login_page", "post": "login"})),
+    path("logout/", legacy.LegacyAuthViewSet.as_view({"get": "logout", "post": "logout"})),
+    path("settings/", legacy.LegacyAuthViewSet.as_view({"get": "server_settings"})),
+    path("blob/reference/", legacy.LegacyBlobViewSet.as_view({"post": "upload"})),
+    path("blob/reference/<str:reference>/", legacy.LegacyBlobViewSet.as_view({"get": "retrieve"})),
+    path(
+        "blob/blob/<str:reference>/",
+        legacy.LegacyBlobViewSet.as_view({"get": "retrieve", "post": "known"}),
+    ),
+    path("task/task/", legacy.LegacyTaskViewSet.as_view({"post": "submit"})),
+    path(
+        "task/task/<str:key>/",
+        legacy.LegacyTaskViewSet.as_view({"get": "retrieve", "delete": "destroy"}),
+    ),
+    path("task/result/<str:key>/", legacy.LegacyTaskViewSet.as_view({"get": "result_get"})),
+]
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path(
@@ -49,4 +68,6 @@ urlpatterns = [
         name="schema",
     ),
     path(API, include(router.urls)),
+    path("metrics", metrics.MetricsViewSet.as_view({"get": "list"}), name="metrics"),
+    *LEGACY,
 ]

@@ -142,18 +142,15 @@ def limits_in_force(task: Task, config: WorkerConfig) -> Limits:
 
 
 def _cores(limits: Limits, placement: Placement | None) -> tuple[int, ...]:
+    """The cores the task runs on: the foreman's placement, or ``cpus`` of those this process
+    may use from ``cpus_offset`` on (wrapping round, as the original did). A task asking more
+    cores than there are runs on all of them (`Demand.clamped`), as the original ran it."""
     if placement is not None and placement.cpus:
         return placement.cpus
-    wanted = limits.cpus or 1
-    offset = limits.cpus_offset or 0
     allowed = sorted(os.sched_getaffinity(0))
-    cores = tuple(allowed[offset : offset + wanted])
-    if len(cores) < wanted:
-        raise _Platform(
-            f"the task needs {wanted} cores from core {offset}; this worker may use "
-            f"{len(allowed)} ({', '.join(map(str, allowed))})"
-        )
-    return cores
+    wanted = min(limits.cpus or 1, len(allowed))
+    offset = (limits.cpus_offset or 0) % len(allowed)
+    return tuple(sorted((allowed * 2)[offset : offset + wanted]))
 
 
 def _gpus(limits: Limits, placement: Placement | None) -> tuple[int, ...]:
@@ -253,6 +250,9 @@ class _Run:
         root = bool(limits.root)
         uid, gid = (0, 0) if root else _user_ids(config.user)
         cores, gpus = _cores(limits, self.placement), _gpus(limits, self.placement)
+        # The cores it got, which may be fewer than it asked (`_cores`): its CPU quota and the
+        # result's limits say so.
+        self.limits = limits = dataclasses.replace(limits, cpus=len(cores))
         self.result.limits = dataclasses.replace(
             limits, cpus_offset=min(cores), gpus_offset=min(gpus, default=None)
         )

@@ -47,11 +47,19 @@ def test_it_gives_up_after_the_last_retry(stub):
     assert len(stub.seen) == 3
 
 
-def test_it_does_not_repeat_a_submission_the_server_may_have_acted_on(stub):
-    stub.replies = [Reply(500, {"code": "error", "detail": "boom"})]
+def test_it_repeats_a_submission_the_server_may_have_acted_on_under_the_same_key(stub):
+    stub.replies = [Reply(500, {"code": "error", "detail": "boom"}), Reply(201, TASK)]
     task = Task.from_dict({"image": "busybox", "args": ["true"]})
+    assert fast(stub.url).submit(task).key == "t-1"
+    assert [seen.method for seen in stub.seen] == ["POST", "POST"]
+    keys = {seen.headers["Idempotency-Key"] for seen in stub.seen}
+    assert len(keys) == 1 and keys != {""}  # the server finds the first copy's task by it
+
+
+def test_it_does_not_repeat_a_batch_the_server_may_have_acted_on(stub):
+    stub.replies = [Reply(500, {"code": "error", "detail": "boom"})]
     with pytest.raises(ServerError):
-        fast(stub.url).submit(task)
+        fast(stub.url).submit_batch([Task.from_dict({"image": "busybox", "args": ["true"]})])
     assert [seen.method for seen in stub.seen] == ["POST"]
 
 

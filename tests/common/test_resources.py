@@ -56,3 +56,22 @@ def test_it_reads_capacity_with_units_and_refuses_unknown_fields():
         Capacity.from_dict({"cpu": 2})
     assert caught.value.field == "capacity.cpu"
     assert Capacity.from_dict(NODE.to_dict()) == NODE
+
+
+def test_it_clamps_a_demand_for_more_cpus_than_a_node_has_to_its_cores():
+    wide = Demand.of(task(limits={"cpus": 64, "memory": "1G"}))
+    assert wide.clamped(4).capacity == Capacity(cpus=4, memory=2**30)
+    assert wide.clamped(4).fits(NODE, TAGS, idle=True)
+    narrow = Demand.of(task(limits={"cpus": 2}))
+    assert narrow.clamped(4) is narrow  # within the cores: unchanged
+
+
+def test_it_books_the_whole_node_for_an_exclusive_task_and_gives_capacity_back():
+    assert Demand.of(task(exclusive=True)).booking(NODE) == NODE
+    assert Demand.of(task(limits={"cpus": 2})).booking(NODE) == Capacity(cpus=2)
+    assert (
+        NODE.minus(Capacity(cpus=3, resources={"licence": 1})).plus(
+            Capacity(cpus=3, resources={"licence": 1})
+        )
+        == NODE
+    )

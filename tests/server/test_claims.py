@@ -11,7 +11,7 @@ from .harness import Server
 
 def test_it_passes_over_tasks_that_do_not_fit_instead_of_blocking_on_them(grid: Server):
     alice, fred = grid.api("alice"), grid.api("fred")
-    big = submit(alice, limits={"cpus": 64})
+    big = submit(alice, limits={"memory": "64G"})
     small = submit(alice, limits={"cpus": 2, "memory": "1G"})
     register(fred, "n1")
     got = claim(fred, "n1")

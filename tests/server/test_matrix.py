@@ -8,12 +8,14 @@ change leaves its object as it was. The table is the one in docs/api.md ("Who ma
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import requests
 
 from .flows import claim, finish, register, spec, submit, upload
 from .harness import PASSWORD, Server, Template, serve
@@ -89,6 +91,10 @@ class Row:
     # The task a refused call must leave in its state: (its key, the state).
     keeps: Callable[[World], tuple[str, str]] | None = None
     signed_out: dict[str | None, int] = field(default_factory=lambda: dict(SIGNED_OUT))
+    # The legacy API (the path is from the server's root): signed in with a session, as the
+    # original client does (`legacy_session`); `form`: the body is a form.
+    legacy: bool = False
+    form: bool = False
 
     def status(self, caller: str | None) -> int:
         return {**self.signed_out, **self.expect}[caller]
@@ -115,6 +121,34 @@ def lease_row(holder: int) -> dict[str | None, int]:
 
 def credentials(world: World, caller: str | None) -> dict[str, Any]:
     return {"username": caller or "alice", "password": PASSWORD}
+
+
+# Through the legacy API, signing out is the session's: rita's revoked token does not matter,
+# she signs in with her password and is another client; dora cannot sign in.
+LEGACY_SIGNED_OUT = {None: 403, "dora": 403}
+
+
+def legacy(
+    method: str, path: Callable[[World], str], expect: dict[str | None, int], **options: Any
+) -> Row:
+    """A row of the legacy API; rita gets what bob gets."""
+    options.setdefault("signed_out", dict(LEGACY_SIGNED_OUT))
+    return Row(method, path, {**expect, "rita": expect["bob"]}, legacy=True, **options)
+
+
+def legacy_session(server: Server, caller: str | None, sign_in: bool = True) -> requests.Session:
+    """A session as the original client makes it: ``GET /logout/`` for the CSRF cookie, then
+    ``POST /login/`` (when `sign_in` and there is a caller)."""
+    session = requests.Session()
+    assert session.get(server.url + "/logout/", timeout=60).status_code == 200
+    if sign_in and caller is not None:
+        session.post(
+            server.url + "/login/",
+            data=credentials(None, caller),  # type: ignore[arg-type]
+            headers={"X-CSRFToken": session.cookies.get("csrftoken", "")},
+            timeout=60,
+        )
+    return session
 
 
 ROWS = {
@@ -305,11 +339,68 @@ ROWS = {
     "schema": Row(
         "GET", lambda w: "schema/", each(200), signed_out={None: 200, "dora": 200, "rita": 200}
     ),
+    "legacy settings": legacy("GET", lambda w: "settings/", each(200)),
+    "legacy login": legacy(
+        "POST",
+        lambda w: "login/",
+        each(200),
+        body=credentials,
+        form=True,
+        signed_out={None: 200, "dora": 400},
+    ),
+    "legacy logout": legacy(
+        "GET", lambda w: "logout/", each(200), signed_out={None: 200, "dora": 200}
+    ),
+    "legacy blob read": legacy(
+        "GET",
+        lambda w: f"blob/reference/{w.blob}/",
+        {"alice": 200, "bob": 404, "fred": 200, "gina": 404, "ivan": 200, "ada": 200},
+    ),
+    "legacy blob head": legacy(
+        "HEAD",
+        lambda w: f"blob/reference/{w.blob}/",
+        {"alice": 200, "bob": 404, "fred": 200, "gina": 404, "ivan": 200, "ada": 200},
+    ),
+    "legacy blob by hash": legacy(
+        "GET",
+        lambda w: f"blob/blob/{w.blob}/",
+        {"alice": 200, "bob": 404, "fred": 200, "gina": 404, "ivan": 200, "ada": 200},
+    ),
+    "legacy blob known": legacy(
+        "POST",
+        lambda w: f"blob/blob/{w.blob}/",
+        {"alice": 200, "bob": 404, "fred": 200, "gina": 404, "ivan": 403, "ada": 200},
+    ),
+    "legacy blob upload": legacy(
+        "POST", lambda w: "blob/reference/", {**each(200), "ivan": 403}, raw=True
+    ),
+    "legacy submit": legacy(
+        "POST",
+        lambda w: "task/task/",
+        tasks_of(200, 200, 403, 403, 200),
+        body=lambda w, c: spec(**UNCLAIMABLE),
+    ),
+    "legacy task read": legacy(
+        "GET", lambda w: f"task/task/{w.queued}/", tasks_of(200, 404, 403, 200, 200)
+    ),
+    "legacy task delete": legacy(
+        "DELETE",
+        lambda w: f"task/task/{w.queued}/",
+        tasks_of(200, 404, 403, 403, 200),
+        changes=True,
+        keeps=lambda w: (w.queued, "queued"),
+    ),
+    "legacy result": legacy(
+        "GET", lambda w: f"task/result/{w.done}/", tasks_of(200, 404, 403, 200, 200)
+    ),
     # Last: it revokes the callers' tokens (each logs in again afterwards).
     "logout": Row("DELETE", lambda w: "auth/token/", each(204)),
 }
 CODES = {401: {"not_authenticated", "authentication_failed"}, 403: {"permission_denied"}}
 CODES |= {404: {"not_found"}, 409: {"conflict"}}
+# The legacy API answers a caller without a session 403, as the original did; a wrong password
+# at its sign-in is 400.
+LEGACY_CODES = {**CODES, 403: {"permission_denied", "not_authenticated"}, 400: {"invalid"}}
 
 
 @pytest.fixture(scope="module")
@@ -322,6 +413,8 @@ def grid(templates: dict[str, Template], tmp_path_factory: pytest.TempPathFactor
 
 
 def call(server: Server, row: Row, world: World, caller: str | None):
+    if row.legacy:
+        return call_legacy(server, row, world, caller)
     api = server.api(caller)
     options: dict[str, Any] = {}
     if row.raw:
@@ -330,6 +423,23 @@ def call(server: Server, row: Row, world: World, caller: str | None):
     elif row.body is not None:
         options["json"] = row.body(world, caller)
     return api.request(row.method, row.path(world), **options)
+
+
+def call_legacy(server: Server, row: Row, world: World, caller: str | None):
+    """`row` as the original client sends it: no ``Content-Type`` but for forms, the CSRF
+    cookie's token in ``X-CSRFToken``."""
+    session = legacy_session(server, caller, sign_in=not row.form)
+    options: dict[str, Any] = {
+        "headers": {"X-CSRFToken": session.cookies.get("csrftoken", "")},
+        "timeout": 120,
+    }
+    if row.raw:
+        options["data"] = os.urandom(32)
+    elif row.body is not None and row.form:
+        options["data"] = row.body(world, caller)
+    elif row.body is not None:
+        options["data"] = json.dumps(row.body(world, caller))
+    return session.request(row.method, f"{server.url}/{row.path(world)}", **options)
 
 
 @pytest.mark.parametrize("name", list(ROWS))
@@ -344,7 +454,10 @@ def test_it_lets_each_caller_do_exactly_what_its_role_may(grid: Server, name: st
         expected = row.status(caller)
         assert answer.status_code == expected, (caller, answer.status_code, answer.text[:300])
         if answer.status_code >= 400 and row.method != "HEAD":
-            assert answer.json()["code"] in CODES[answer.status_code], (caller, answer.text)
+            codes = LEGACY_CODES if row.legacy else CODES
+            assert answer.json()["code"] in codes[answer.status_code], (caller, answer.text)
+            if row.legacy:
+                assert answer.json()["status"] == "FAIL", (caller, answer.text)
             if row.keeps is not None:
                 key, state = row.keeps(world)
                 shown = grid.api("ada").get(f"tasks/{key}/").json()
@@ -356,3 +469,17 @@ def test_it_lets_each_caller_do_exactly_what_its_role_may(grid: Server, name: st
             again = grid.api(None).post("auth/token/", json=credentials(world, caller))
             grid.tokens[str(caller)] = again.json()["token"]
     assert set(seen) == set(CALLERS)
+
+
+def test_it_refuses_legacy_changes_without_the_csrf_token(grid: Server):
+    """The legacy API signs in with a cookie: a change must carry the CSRF cookie's token, or
+    another site's page could make it in the user's name."""
+    world = make_world(grid)
+    session = legacy_session(grid, "alice")
+    forged = session.delete(f"{grid.url}/task/task/{world.queued}/", timeout=60)
+    assert forged.status_code == 403 and "CSRF" in forged.json()["detail"], forged.text
+    assert grid.api("alice").get(f"tasks/{world.queued}/").json()["state"] == "queued"
+    login = requests.Session()
+    login.get(f"{grid.url}/logout/", timeout=60)
+    refused = login.post(f"{grid.url}/login/", data=credentials(world, "alice"), timeout=60)
+    assert refused.status_code == 403 and "sessionid" not in login.cookies, refused.text

@@ -44,6 +44,29 @@ def test_it_exits_0_with_the_task_s_verdict(clean, tmp_path):
     assert (result.status, result.result) == (Status.RUNTIME_ERROR, 3)
 
 
+def test_it_runs_a_task_asking_more_cpus_than_the_machine_has_on_all_its_cores(clean, tmp_path):
+    cores = sorted(os.sched_getaffinity(0))
+    task = make_task(
+        tmp_path / "task",
+        args=["sh", "-c", "grep Cpus_allowed_list /proc/self/status"],
+        stdout="out.txt",
+        limits={"cpus": 64},
+    )
+    code, _, err = finish(worker(clean, task, tmp_path / "result"))
+    assert code == 0, err
+    result = load_result(tmp_path / "result")
+    assert result.status is Status.OK, result.error
+    # The original ran it on the cores there were; the result says how many it got.
+    assert result.limits.cpus == len(cores)
+    listed = (tmp_path / "result" / "out.txt").read_text().split()[1]
+    allowed = [
+        core
+        for part in listed.split(",")
+        for core in range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1)
+    ]
+    assert allowed == cores
+
+
 def test_it_exits_2_for_an_invalid_task_and_writes_nothing(clean, tmp_path):
     task = make_task(tmp_path / "task", args=["true"], limits={"pids": 0})
     code, out, err = finish(worker(clean, task, tmp_path / "result"))

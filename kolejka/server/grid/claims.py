@@ -1,11 +1,14 @@
 """Claims: which queued task a node gets, decided by the database so that no task goes twice.
 
 Order: the highest priority first; within a priority the owner with the fewest tasks running
-(fair share); within an owner the oldest task. The claim visits queues from the `Backlog` table
-(one row per owner and priority) and reads a bounded window of each queue through a partial
-index, pre-filtered in SQL by the numeric resources; `Demand.misfit` has the final word. So the
-cost of a claim depends on the number of owners waiting, not on the depth of the queue, and a
-task that fits no node is passed over instead of blocking the ones behind it.
+(fair share); then the oldest task. The claim visits queues from the `Backlog` table (one row per
+owner and priority) and reads a bounded window of each queue through a partial index,
+pre-filtered in SQL by the numeric resources; `Demand.misfit` has the final word. So the cost of
+a claim depends on the number of owners waiting, not on the depth of the queue, and a task that
+fits no node is passed over instead of blocking the ones behind it. A task that fits the node
+but not its free part, first in line, reserves the node: the tasks after it start only if they
+do not delay it (`reservations.py`). A task asking more cpus than any registered node has asks
+the largest node's cores (`Demand.clamped`).
 
 The winner of a race takes the row in one locked statement: ``SELECT ... FOR UPDATE SKIP LOCKED``
 on PostgreSQL (a loser skips the row another claim holds and tries its next candidate), and an
@@ -22,13 +25,13 @@ from itertools import groupby
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from kolejka.common import Capacity, Demand, Limits, SpecError
 from kolejka.common import Task as TaskSpec
 
-from . import backlog, retries, transitions, wakeup
+from . import backlog, reservations, retries, transitions, wakeup
 from .models import ACTIVE, Backlog, Lease, Node, State, Task
 
 # Rows read from one owner's queue per look, and in all per claim: what bounds a claim's cost
@@ -38,7 +41,8 @@ OWNER_BUDGET = 256
 CLAIM_BUDGET = 4096
 # Owners of one fair-share tier looked at one by one; a larger tier is read in one query.
 SMALL_TIER = 16
-CANDIDATE_FIELDS = ("id", "owner_id", "priority", "spec")
+CANDIDATE_FIELDS = ("id", "owner_id", "priority", "spec", "reserved_node_id", "reserved_until")
+Row = tuple[int, int, int, object, int | None, datetime | None]
 
 
 @dataclass(frozen=True)
@@ -55,14 +59,26 @@ class Claimed:
     task: Task
 
 
-def _prefilter(free: Capacity, defaults: Limits, tags: frozenset[str], idle: bool) -> Q:
-    """Tasks that may fit `free`, judged by the columns SQL can compare."""
-    query = Q()
+def _cpus(column: str, room: int, node_cpus: int, largest: int, default: int) -> Q:
+    """Tasks whose cpus fit `room` cores; one asking more than `largest` (the most any node
+    has) takes `largest` (`Demand.clamped`), which only a node that large can give."""
+    fits = Q(**{f"{column}__lte": room})
+    if node_cpus >= largest and room >= largest:
+        fits |= Q(**{f"{column}__gt": largest})
+    if min(default, largest) <= room:
+        fits |= Q(**{f"{column}__isnull": True})
+    return fits
+
+
+def _prefilter(
+    room: Capacity, node_cpus: int, largest: int, defaults: Limits, tags: frozenset[str], idle: bool
+) -> Q:
+    """Tasks that may fit `room`, judged by the columns SQL can compare."""
+    query = _cpus("need_cpus", room.cpus, node_cpus, largest, defaults.cpus or 1)
     for column, available, default in (
-        ("need_cpus", free.cpus, defaults.cpus or 1),
-        ("need_memory", free.memory, defaults.memory or 0),
-        ("need_gpus", free.gpus, defaults.gpus or 0),
-        ("need_workspace", free.workspace, defaults.workspace or 0),
+        ("need_memory", room.memory, defaults.memory or 0),
+        ("need_gpus", room.gpus, defaults.gpus or 0),
+        ("need_workspace", room.workspace, defaults.workspace or 0),
     ):
         fits = Q(**{f"{column}__lte": available})
         if default <= available:
@@ -70,7 +86,7 @@ def _prefilter(free: Capacity, defaults: Limits, tags: frozenset[str], idle: boo
         query &= fits
     if not idle:
         query &= Q(exclusive=False)
-    if not tags and not any(count > 0 for count in free.resources.values()):
+    if not tags and not any(count > 0 for count in room.resources.values()):
         query &= Q(labelled=False)
     return query
 
@@ -81,79 +97,160 @@ def _wanted() -> int:
     return 8 if connection.vendor == "postgresql" else 1
 
 
-def _fitting(
-    rows: list[tuple[int, int, int, object]],
-    free: Capacity,
-    defaults: Limits,
-    tags: frozenset[str],
-    idle: bool,
-) -> list[Candidate]:
-    """The first `_wanted()` of `rows` (id, owner, priority, spec) whose task fits."""
-    found: list[Candidate] = []
-    for task_id, owner_id, priority, document in rows:
-        if len(found) >= _wanted():
-            break
-        try:
-            spec = TaskSpec.from_dict(document)
-        except SpecError:
-            continue  # cannot happen for a task the server accepted; never hand it out
-        if Demand.of(spec, defaults).misfit(free, tags, idle=idle) is None:
-            found.append(Candidate(task_id, owner_id, priority, spec))
-    return found
+@dataclass(frozen=True)
+class _Entry:
+    """A queued task as a claim reads it: its row, spec, demand, and whether it fits now."""
+
+    row: Row
+    spec: TaskSpec
+    demand: Demand
+    fits: bool
 
 
-def _candidates(
-    prefilter: Q, free: Capacity, defaults: Limits, tags: frozenset[str], idle: bool
-) -> list[Candidate]:
-    """Queued tasks that fit, best first, from the first fair-share tier that has any."""
-    queues = list(Backlog.objects.filter(queued__gt=0).values_list("owner_id", "priority"))
-    if not queues:
-        return []
-    # Fair share needs the running counts only when owners compete.
-    running = (
-        dict(
-            Task.objects.filter(state__in=ACTIVE)
-            .values("owner_id")
-            .annotate(n=Count("id"))
-            .values_list("owner_id", "n")
+class _Walk:
+    """One claim's walk down the queue for `node`, which has `free` now.
+
+    Rows are read through two pre-filters: tasks that fit the node's whole capacity (a wide one
+    first in line reserves the node, `reservations.py`) until a reservation is made, then only
+    tasks that fit `free`, which must not delay the reserved one."""
+
+    def __init__(self, node: Node, free: Capacity, idle: bool, claimable: Q, now: datetime) -> None:
+        self.node, self.free, self.idle, self.now = node, free, idle, now
+        self.tags = frozenset(node.tags)
+        self.defaults = Limits.from_dict(node.defaults)
+        # A foreman may offer more than it registered (it grew since): the larger counts.
+        self.capacity = _larger(Capacity.from_dict(node.capacity), free)
+        self.largest = max(largest_cpus(), self.capacity.cpus)
+        queued = Task.objects.filter(state=State.QUEUED).filter(claimable)
+        room = (self.capacity, self.capacity.cpus, self.largest, self.defaults, self.tags)
+        self.queued_ever = queued.filter(_prefilter(*room, True))
+        self.queued_now = queued.filter(
+            _prefilter(free, self.capacity.cpus, self.largest, self.defaults, self.tags, idle)
         )
-        if len(queues) > 1
-        else {}
-    )
-    queues.sort(key=lambda queue: (-queue[1], running.get(queue[0], 0)))
-    budget = CLAIM_BUDGET
-    queued = Task.objects.filter(state=State.QUEUED).filter(prefilter)
-    for (priority, _), tier in groupby(queues, key=lambda q: (q[1], running.get(q[0], 0))):
-        owners = [owner for owner, _ in tier]
-        found: list[Candidate] = []
-        if len(owners) <= SMALL_TIER:
-            for owner in owners:
-                last = 0
-                for _ in range(OWNER_BUDGET // WINDOW):
-                    rows = list(
-                        queued.filter(owner_id=owner, priority=priority, id__gt=last)
-                        .order_by("owner_id", "priority", "id")
-                        .values_list(*CANDIDATE_FIELDS)[:WINDOW]
-                    )
-                    budget -= len(rows)
-                    fitting = _fitting(rows, free, defaults, tags, idle)
-                    if fitting or len(rows) < WINDOW or budget <= 0:
-                        found.extend(fitting)
-                        break
-                    last = rows[-1][0]
-        else:
-            rows = list(
-                queued.filter(owner_id__in=owners, priority=priority)
-                .order_by("id")
-                .values_list(*CANDIDATE_FIELDS)[:OWNER_BUDGET]
+        self.plan: reservations.Plan | None = None
+        self.budget = CLAIM_BUDGET
+
+    def _queued(self) -> QuerySet[Task]:
+        return self.queued_now if self.plan is not None else self.queued_ever
+
+    def _read(self, rows: list[Row]) -> list[_Entry]:
+        entries = []
+        for row in rows:
+            try:
+                spec = TaskSpec.from_dict(row[3])
+            except SpecError:
+                continue  # cannot happen for a task the server accepted; never hand it out
+            demand = Demand.of(spec, self.defaults).clamped(self.largest)
+            fits = demand.misfit(self.free, self.tags, idle=self.idle) is None
+            entries.append(_Entry(row, spec, demand, fits))
+        return entries
+
+    def _look(self, entries: list[_Entry]) -> list[Candidate]:
+        """The tasks of `entries` (in the claim's order) that may start now; the first wide
+        one reserves the node, and the tasks after it must not delay it."""
+        found = []
+        for entry in entries:
+            task_id, owner_id, priority, _, reserved_by, until = entry.row
+            if entry.fits:
+                plan = self.plan
+                if plan is None or plan.allows(
+                    entry.spec, entry.demand, self.defaults, self.tags, self.now
+                ):
+                    found.append(Candidate(task_id, owner_id, priority, entry.spec))
+            elif self.plan is None and not reservations.held_elsewhere(
+                self.node, reserved_by, until, self.now
+            ):
+                # It does not fit what is free: if it fits the whole node (the pre-filter said
+                # so, `misfit` has the last word), it is first in line and the node waits for it.
+                if entry.demand.misfit(self.capacity, self.tags, idle=True) is not None:
+                    continue
+                plan = reservations.plan(
+                    self.node, task_id, entry.demand, self.free, self.tags, self.now
+                )
+                if reservations.hold(self.node, plan, self.now):
+                    self.plan = plan
+        return found
+
+    def _owner(self, owner: int, priority: int) -> list[_Entry]:
+        """One owner's queue of one priority, a window at a time, until enough fit now."""
+        last, entries = 0, []
+        for _ in range(OWNER_BUDGET // WINDOW):
+            rows: list[Row] = list(
+                self._queued()
+                .filter(owner_id=owner, priority=priority, id__gt=last)
+                .order_by("owner_id", "priority", "id")
+                .values_list(*CANDIDATE_FIELDS)[:WINDOW]
             )
-            budget -= len(rows)
-            found = _fitting(rows, free, defaults, tags, idle)
-        if found:
-            return sorted(found, key=lambda candidate: candidate.id)
-        if budget <= 0:
-            break
-    return []
+            self.budget -= len(rows)
+            entries += self._read(rows)
+            fitting = sum(entry.fits for entry in entries)
+            if fitting >= _wanted() or len(rows) < WINDOW or self.budget <= 0:
+                break
+            last = rows[-1][0]
+        return entries
+
+    def candidates(self) -> list[Candidate]:
+        """Queued tasks that may start now, best first, from the first fair-share tier that
+        has any."""
+        queues = list(Backlog.objects.filter(queued__gt=0).values_list("owner_id", "priority"))
+        if not queues:
+            return []
+        # Fair share needs the running counts only when owners compete.
+        running = (
+            dict(
+                Task.objects.filter(state__in=ACTIVE)
+                .values("owner_id")
+                .annotate(n=Count("id"))
+                .values_list("owner_id", "n")
+            )
+            if len(queues) > 1
+            else {}
+        )
+        queues.sort(key=lambda queue: (-queue[1], running.get(queue[0], 0)))
+        for (priority, _), tier in groupby(queues, key=lambda q: (q[1], running.get(q[0], 0))):
+            owners = [owner for owner, _ in tier]
+            if len(owners) <= SMALL_TIER:
+                entries = [entry for owner in owners for entry in self._owner(owner, priority)]
+            else:
+                rows: list[Row] = list(
+                    self._queued()
+                    .filter(owner_id__in=owners, priority=priority)
+                    .order_by("id")
+                    .values_list(*CANDIDATE_FIELDS)[:OWNER_BUDGET]
+                )
+                self.budget -= len(rows)
+                entries = self._read(rows)
+            # Within a tier, the oldest first: whether a wide task is first in line, too.
+            found = self._look(sorted(entries, key=lambda entry: entry.row[0]))
+            if found:
+                return found
+            if self.budget <= 0:
+                break
+        return []
+
+
+def _larger(one: Capacity, other: Capacity) -> Capacity:
+    names = set(one.resources) | set(other.resources)
+    return Capacity(
+        cpus=max(one.cpus, other.cpus),
+        memory=max(one.memory, other.memory),
+        gpus=max(one.gpus, other.gpus),
+        workspace=max(one.workspace, other.workspace),
+        resources={
+            name: max(one.resources.get(name, 0), other.resources.get(name, 0)) for name in names
+        },
+    )
+
+
+def largest_cpus() -> int:
+    """The most cores a registered node has: a task asking more is given that many."""
+    most = 0
+    for capacity in Node.objects.values_list("capacity", flat=True):
+        try:
+            most = max(most, Capacity.from_dict(capacity).cpus)
+        except SpecError:
+            continue
+    return most
 
 
 def _take(candidates: list[Candidate], node: Node, now: datetime) -> Claimed | None:
@@ -175,6 +272,7 @@ def _take(candidates: list[Candidate], node: Node, now: datetime) -> Claimed | N
             attempts=F("attempts") + 1,
             started=None,
             updated=now,
+            **reservations.CLEARED,
         )
         lease = Lease.objects.create(
             id=lease_id,
@@ -193,12 +291,8 @@ def _take(candidates: list[Candidate], node: Node, now: datetime) -> Claimed | N
 
 
 def claim_once(node: Node, free: Capacity, idle: bool) -> Claimed | None:
-    """Assign the best queued task that fits `free` on `node` under a new lease, or `None`."""
-    tags = frozenset(node.tags)
-    defaults = Limits.from_dict(node.defaults)
-    prefilter = _prefilter(free, defaults, tags, idle)
-    # Retry spacing, and the node that failed a task's last attempt avoided (retries.py).
-    prefilter &= retries.claimable(node.pk, timezone.now())
+    """Assign the best queued task that may start in `free` on `node` under a new lease, or
+    `None`; a wide task first in line that does not fit yet reserves the node instead."""
     for _ in range(3):
         # On SQLite the transaction holds the write lock from its start, so the candidates are
         # read and taken with no other claim in between. On PostgreSQL other claims run alongside:
@@ -210,7 +304,12 @@ def claim_once(node: Node, free: Capacity, idle: bool) -> Claimed | None:
                 return None
             if Lease.objects.filter(node=node, ended=None).count() >= current.slots:
                 return None
-            candidates = _candidates(prefilter, free, defaults, tags, idle)
+            now = timezone.now()
+            # Retry spacing, and the node that failed a task's last attempt avoided (retries.py).
+            walk = _Walk(current, free, idle, retries.claimable(node.pk, now), now)
+            candidates = walk.candidates()
+            if walk.plan is None:
+                reservations.drop(current)  # what this node held for is gone or started
             if not candidates:
                 return None
             claimed = _take(candidates, current, timezone.now())

@@ -188,6 +188,29 @@ class ResultRequest(DocumentSerializer[Result]):
     parse = Result.from_dict
 
 
+def _original_task(data: object) -> TaskSpec:
+    """A task as the original's client sends it: the server names the task, so the `id` it may
+    carry is dropped (as the original's server did), and so is the `path` the client keeps
+    beside the `reference` of an uploaded file."""
+    if isinstance(data, dict):
+        data = {key: value for key, value in data.items() if key != "id"}
+        files = data.get("files")
+        if isinstance(files, dict):
+            data["files"] = {
+                name: {key: value for key, value in file.items() if key != "path"}
+                if isinstance(file, dict) and file.get("reference")
+                else file
+                for name, file in files.items()
+            }
+    return TaskSpec.from_dict(data, strict=True)
+
+
+class LegacyTaskRequest(DocumentSerializer[TaskSpec]):
+    """kolejka_task.json as the original client sends it, files as blob references."""
+
+    parse = staticmethod(_original_task)
+
+
 class ImageRequest(StrictSerializer):
     name = StrictCharField(max_length=255, help_text="a docker image name")
     reference = StrictCharField(validators=[_reference], help_text="the blob of its tarball")

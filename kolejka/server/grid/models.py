@@ -181,6 +181,20 @@ class Task(models.Model):
     # Earlier runs of a task run again in place (`transitions.rerun`): their state, error,
     # result and attempts, oldest first. Their output files stay, so the results stay readable.
     history = models.JSONField(default=list, blank=True)
+    # A wide task first in line that does not fit its node yet holds `reserved_node`
+    # (`reservations.py`): no later task may take the cores it waits for unless it ends by
+    # `reserved_start` (null: not known). Other nodes pass over it while `reserved_until` is ahead.
+    reserved_node = models.ForeignKey(
+        Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reserved_start = models.DateTimeField(null=True, blank=True)
+    reserved_until = models.DateTimeField(null=True, blank=True)
+    # Submitted through the original's API (`views/legacy.py`): its callback says what the
+    # original's said (`callbacks`).
+    legacy = models.BooleanField(default=False)
+    # The client's own name for its submission (``Idempotency-Key``): the same submission sent
+    # again, after a lost answer, finds this task instead of making a second one.
+    submission_key = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         constraints = (
@@ -189,6 +203,11 @@ class Task(models.Model):
                 fields=["batch", "position"],
                 condition=Q(position__isnull=False),
                 name="task_position_once",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "submission_key"],
+                condition=Q(submission_key__isnull=False),
+                name="task_submitted_once",
             ),
         )
         indexes = (

@@ -60,10 +60,12 @@ def free_of(node: Node) -> Capacity:
     """`node`'s capacity less what its running tasks take, by the same rule as placement."""
     free = Capacity.from_dict(node.capacity)
     defaults = Limits.from_dict(node.defaults)
+    capacity = free
     for spec in Task.objects.filter(lease__node=node, lease__ended=None).values_list(
         "spec", flat=True
     ):
-        free = free.minus(Demand.of(TaskSpec.from_dict(spec), defaults).capacity)
+        demand = Demand.of(TaskSpec.from_dict(spec), defaults).clamped(capacity.cpus)
+        free = free.minus(demand.booking(capacity))
     return free
 
 

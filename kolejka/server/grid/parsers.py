@@ -139,3 +139,13 @@ class JsonAlways(BaseContentNegotiation):
     ) -> tuple[BaseRenderer, str]:
         renderer = next(iter(renderers))
         return renderer, str(renderer.media_type)
+
+
+class OriginalBodies(JsonAlways):
+    """The legacy API's bodies as the original's server read them: a body of a type the view
+    parses by its parser, and any other (the original's client sends its JSON and its blobs with
+    no ``Content-Type``) by the view's first parser."""
+
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        found = list(parsers)
+        return super().select_parser(request, found) or (found[0] if found else None)

@@ -1,8 +1,10 @@
 """Why a queued task is not running: the `reason` of the task resource.
 
 A task is never left queued without a word: it says when its last attempt failed and why (and
-when the next may start), that no registered node can ever run it (and why not, node by node:
-``memory: 1P``, a tag no node has), or that the nodes that could are unhealthy or draining.
+when the next may start), that a node is reserved for it and by when it starts there
+(`reservations.py`), that no registered node can ever run it (and why not, node by node:
+``memory: 1P``, a tag no node has; a task asking more cpus than any node has is not one, it runs
+on the largest node's cores), or that the nodes that could are unhealthy or draining.
 """
 
 from __future__ import annotations
@@ -82,15 +84,28 @@ def reason(task: Task, reasons: Reasons | None = None) -> str | None:
     except SpecError:
         return "; ".join(parts) or None
     nodes = (reasons or Reasons()).nodes()
+    largest = max((node.capacity.cpus for node in nodes), default=0)
     misfits, stopped = [], []
     for node in nodes:
-        misfit = Demand.of(spec, node.defaults).misfit(node.capacity, node.tags, idle=True)
+        demand = Demand.of(spec, node.defaults).clamped(largest)
+        misfit = demand.misfit(node.capacity, node.tags, idle=True)
         if misfit is not None:
             misfits.append(f"{node.name}: {misfit}")
         elif node.draining:
             stopped.append(f"{node.name}: draining")
         elif node.problems:
             stopped.append(f"{node.name}: unhealthy ({', '.join(node.problems)})")
+    if task.reserved_node_id is not None and task.reserved_until and task.reserved_until > now:
+        held = Node.objects.filter(pk=task.reserved_node_id).values_list("name", flat=True).first()
+        start = task.reserved_start
+        parts.append(
+            f"node {held} is reserved for it; it starts "
+            + (
+                f"by {start.isoformat()} at the latest"
+                if start
+                else "when a task without a time limit there ends"
+            )
+        )
     if not nodes:
         parts.append("no node is registered")
     elif len(misfits) == len(nodes):

@@ -5,11 +5,14 @@ long-polls asynchronous is a change of this module and `wakeup`."""
 
 from __future__ import annotations
 
+import time
+
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from kolejka.common import Capacity
 
-from . import claims, leases, wakeup
+from . import claims, leases, metrics, wakeup
 from .models import FINISHED, Node, Task
 
 
@@ -18,7 +21,13 @@ def claim(node: Node, free: Capacity, idle: bool, wait: float) -> claims.Claimed
 
     def attempt() -> claims.Claimed | None:
         leases.reap_due()
-        return claims.claim_once(node, free, idle)
+        start = time.perf_counter()
+        claimed = claims.claim_once(node, free, idle)
+        metrics.CLAIM_TIME.observe(time.perf_counter() - start)
+        if claimed is not None:
+            waited = timezone.now() - claimed.task.created
+            metrics.QUEUE_WAIT.observe(waited.total_seconds())
+        return claimed
 
     return wakeup.long_poll([wakeup.QUEUE], wait, attempt)
 

@@ -240,3 +240,39 @@ class ErrorSerializer(serializers.Serializer[Any]):
     field = serializers.CharField(
         required=False, help_text="the field, query parameter or header at fault"
     )
+
+
+# The legacy API's answers (`views/legacy.py`), in the original's shapes.
+
+
+class LegacyStatusSerializer(serializers.Serializer[Any]):
+    status = serializers.ChoiceField(choices=["OK", "FAIL"])
+
+
+class LegacySettingsSerializer(LegacyStatusSerializer):
+    blob_hash_algorithm = serializers.CharField()
+    limits = serializers.JSONField(help_text="what the server sets on every task: nothing")
+
+
+class LegacyReferenceSerializer(serializers.Serializer[Any]):
+    key = serializers.CharField(help_text="the blob's sha256, which names it in task files")
+    blob = serializers.CharField()
+    size = serializers.IntegerField()
+    time_create = serializers.DateTimeField()
+    time_access = serializers.DateTimeField()
+
+
+class LegacyBlobSerializer(LegacyStatusSerializer):
+    reference = LegacyReferenceSerializer()
+
+
+class LegacyTaskSerializer(LegacyStatusSerializer):
+    task = serializers.JSONField(help_text="kolejka_task.json, its id the task's key")
+
+
+class LegacyResultSerializer(LegacyStatusSerializer):
+    result = serializers.JSONField(help_text="kolejka_result.json, its id the task's key")
+
+
+class LegacyDeletedSerializer(LegacyStatusSerializer):
+    deleted = serializers.BooleanField()

@@ -7,13 +7,13 @@ from collections import Counter
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from kolejka.common import Task as TaskSpec
 
 from . import backlog, blobs, wakeup
-from .errors import Forbidden, Invalid
+from .errors import Conflict, Forbidden, Invalid
 from .models import Batch, Role, State, Task, TaskFile, User
 
 
@@ -62,12 +62,16 @@ def row(
     batch: Batch | None,
     position: int | None = None,
     state: str = State.QUEUED,
+    legacy: bool = False,
+    key: str | None = None,
 ) -> Task:
     """The new task row of `item`."""
     spec = item.spec
     return Task(
         owner=user,
         state=state,
+        legacy=legacy,
+        submission_key=key,
         priority=item.priority,
         batch=batch,
         position=position,
@@ -83,9 +87,16 @@ def row(
 
 
 def submit(
-    user: User, submissions: list[Submission], *, batch: bool
+    user: User,
+    submissions: list[Submission],
+    *,
+    batch: bool,
+    legacy: bool = False,
+    key: str | None = None,
 ) -> tuple[Batch | None, list[Task]]:
-    """Queue `submissions` all together or none of them; return the batch and the tasks."""
+    """Queue `submissions` all together or none of them; return the batch and the tasks.
+    `legacy`: they came through the original's API (their callbacks speak its format); `key`:
+    the one submission's ``Idempotency-Key`` (`submit_once`)."""
     references = check_blobs(user, submissions)
     now = timezone.now()
     with transaction.atomic():
@@ -98,7 +109,10 @@ def submit(
         )
         positions = range(len(submissions)) if batch else [None] * len(submissions)
         tasks = Task.objects.bulk_create(
-            [row(user, item, group, at) for item, at in zip(submissions, positions, strict=True)]
+            [
+                row(user, item, group, at, legacy=legacy, key=key)
+                for item, at in zip(submissions, positions, strict=True)
+            ]
         )
         add_files(tasks, submissions)
         backlog.add(Counter((user.pk, task.priority) for task in tasks))
@@ -113,3 +127,35 @@ def add_files(tasks: list[Task], submissions: list[Submission]) -> None:
         for task, item in zip(tasks, submissions, strict=True)
         for name, file in item.spec.files.items()
     )
+
+
+def submit_once(user: User, item: Submission, key: str | None) -> tuple[Task, bool]:
+    """Queue one submission and return its task and True; with `key` (the client's
+    ``Idempotency-Key``), the task that key already queued and False instead, so that a client
+    sending a submission again after a lost answer never makes two. `Conflict` if the key
+    queued another submission."""
+    if key is not None and (found := _submitted(user, key, item)) is not None:
+        return found, False
+    try:
+        _, tasks = submit(user, [item], batch=False, key=key)
+    except IntegrityError:
+        # The loser of a race with the same submission sent twice at once: the winner's task.
+        found = _submitted(user, key, item) if key is not None else None
+        if found is None:
+            raise
+        return found, False
+    return tasks[0], True
+
+
+def _submitted(user: User, key: str, item: Submission) -> Task | None:
+    found = Task.objects.select_related("owner", "node", "batch").filter(
+        owner=user, submission_key=key
+    )
+    task = found.first()
+    if task is not None and (task.spec != item.spec.to_dict() or task.priority != item.priority):
+        raise Conflict(
+            f"Idempotency-Key: {key!r} queued another submission ({task.key}); "
+            "give each submission a key of its own",
+            field="Idempotency-Key",
+        )
+    return task

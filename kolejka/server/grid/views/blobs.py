@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import tarfile
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -13,7 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.decorators import action
 from rest_framework.exceptions import UnsupportedMediaType
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -47,13 +48,38 @@ def _length(request: Request) -> int | None:
     raise Invalid("send the blob with a Content-Length header", field="Content-Length")
 
 
+def receive(request: Request) -> blobs.Stored:
+    """Store the blob that is the body of `request` for its user (refusing a body that is not
+    raw bytes, that passes the size limit or the user's quota, or whose sha256 is not the
+    ``X-Kolejka-Sha256`` it names)."""
+    user = user_of(request)
+    content_type = request.content_type.split(";")[0].strip()
+    if content_type not in ("", "application/octet-stream"):
+        raise UnsupportedMediaType(
+            content_type, "send the blob's raw bytes as application/octet-stream"
+        )
+    expected = request.headers.get("X-Kolejka-Sha256")
+    if expected is not None and not is_reference(expected):
+        raise Invalid(
+            f"X-Kolejka-Sha256: must be a sha256 in lower-case hex (got {expected[:80]!r})",
+            field="X-Kolejka-Sha256",
+        )
+    length = _length(request)
+    blobstore.refuse_oversize(length, settings.BLOB_MAX_SIZE)
+    if length is not None and not (expected and blobs.readable(user, [expected])):
+        blobs.check_quota(user, length)
+    stream: Any = request._request if length is not None else request._request.META["wsgi.input"]
+    with blobstore.receive(stream, length, settings.BLOB_MAX_SIZE, expected) as received:
+        return blobs.store(user, received)
+
+
 class BlobViewSet(GridViewSet):
     """``blobs/``: contents by their sha256, readable by whom `blobs.readable` says."""
 
     lookup_field = "reference"
     lookup_pattern = re.compile(r"[0-9a-f]{64}")
     missing = "no such blob"
-    parser_classes = (RawBytes,)
+    parser_classes: Sequence[type[BaseParser]] = (RawBytes,)
     roles: ClassVar[dict[str, Roles]] = {
         "create": UPLOADERS,
         "retrieve": EVERYONE,
@@ -74,27 +100,7 @@ class BlobViewSet(GridViewSet):
         responses={200: BlobSerializer, 201: BlobSerializer},
     )
     def create(self, request: Request) -> Response:
-        user = user_of(request)
-        content_type = request.content_type.split(";")[0].strip()
-        if content_type not in ("", "application/octet-stream"):
-            raise UnsupportedMediaType(
-                content_type, "send the blob's raw bytes as application/octet-stream"
-            )
-        expected = request.headers.get("X-Kolejka-Sha256")
-        if expected is not None and not is_reference(expected):
-            raise Invalid(
-                f"X-Kolejka-Sha256: must be a sha256 in lower-case hex (got {expected[:80]!r})",
-                field="X-Kolejka-Sha256",
-            )
-        length = _length(request)
-        blobstore.refuse_oversize(length, settings.BLOB_MAX_SIZE)
-        if length is not None and not (expected and blobs.readable(user, [expected])):
-            blobs.check_quota(user, length)
-        stream: Any = (
-            request._request if length is not None else request._request.META["wsgi.input"]
-        )
-        with blobstore.receive(stream, length, settings.BLOB_MAX_SIZE, expected) as received:
-            stored = blobs.store(user, received)
+        stored = receive(request)
         return Response(
             {"reference": stored.blob.reference, "size": stored.blob.size},
             status=201 if stored.new_for_user else 200,

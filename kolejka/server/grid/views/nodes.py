@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from kolejka.common import Capacity, Limits
 
-from .. import health, leases, nodes, polls
+from .. import health, leases, metrics, nodes, polls
 from ..inputs import (
     ClaimRequest,
     DrainRequest,
@@ -135,6 +135,9 @@ class LeaseViewSet(GridViewSet):
     def result(self, request: Request, lease_id: str) -> Response:
         lease = self.get_object()
         task = leases.accept_result(lease, user_of(request), self.body(ResultRequest))
+        if task.started is not None and task.finished is not None:
+            metrics.RUN_TIME.observe((task.finished - task.started).total_seconds())
+        metrics.RESULTS.labels(str((task.result or {}).get("status"))).inc()
         return Response(task_resource(task), status=201)
 
     @extend_schema(request=FailRequest, responses=TaskSerializer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar
@@ -9,13 +10,13 @@ from typing import ClassVar
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import batches, pending, polls, submit, transitions
-from ..errors import Forbidden, NotFinished, NotFound
+from ..errors import Forbidden, Invalid, NotFinished, NotFound
 from ..inputs import (
     BatchListQuery,
     BatchOpenRequest,
@@ -40,6 +41,15 @@ from ..serializers import (
     task_resource,
 )
 from .base import GridViewSet
+
+SUBMISSION_KEY = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    description="the client's name for this submission: sent again, the same task answers (200)",
+    pattern=SUBMISSION_KEY.pattern,
+)
 
 
 class TaskViewSet(GridViewSet):
@@ -96,13 +106,23 @@ class TaskViewSet(GridViewSet):
             }
         )
 
-    @extend_schema(request=SubmitRequest, responses={201: TaskSerializer})
+    @extend_schema(
+        request=SubmitRequest,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={201: TaskSerializer, 200: TaskSerializer},
+    )
     def create(self, request: Request) -> Response:
         user = user_of(request)
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not SUBMISSION_KEY.fullmatch(key):
+            raise Invalid(
+                "Idempotency-Key: 1 to 64 letters, digits and ._:- (a UUID, say)",
+                field="Idempotency-Key",
+            )
         data = self.body(SubmitRequest)
         item = submit.admitted(user, data["task"], data["priority"])
-        _, tasks = submit.submit(user, [item], batch=False)
-        return Response(task_resource(tasks[0], reason=False), status=201)
+        task, created = submit.submit_once(user, item, key)
+        return Response(task_resource(task, reason=False), status=201 if created else 200)
 
     @extend_schema(request=BatchSubmitRequest, responses={201: BatchCreatedSerializer})
     @action(detail=False, methods=["post"])

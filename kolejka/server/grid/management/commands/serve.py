@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from argparse import ArgumentParser
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -31,6 +34,17 @@ def _env_int(name: str, default: int) -> int:
     if not value.isdigit() or int(value) < 1:
         raise CommandError(f"{name} must be a whole number of at least 1 (got {value!r})")
     return int(value)
+
+
+def _metrics_folder() -> None:
+    """One folder for the metrics of this server's workers (`grid/metrics.py`), emptied of an
+    earlier run's; prometheus_client reads it when it is first imported, which must be later."""
+    if "prometheus_client" in sys.modules:
+        raise CommandError("internal: prometheus_client was imported before its folder was set")
+    folder = Path(django_settings.DATA) / "metrics"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 class Command(BaseCommand):
@@ -65,6 +79,7 @@ class Command(BaseCommand):
     def execute(self, *args: Any, **options: Any) -> Any:
         # Before the system checks, and before gunicorn forks its workers.
         install_key()
+        _metrics_folder()
         return super().execute(*args, **options)
 
     def handle(self, *args: Any, **options: Any) -> None:

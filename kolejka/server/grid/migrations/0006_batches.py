@@ -14,7 +14,9 @@ def count_sizes(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('kolejka', '0003_schedules'),
+        # Both leaves of main's 0005: this also joins them.
+        ('kolejka', '0005_task_reservation'),
+        ('kolejka', '0005_task_submission_key'),
     ]
 
     operations = [
