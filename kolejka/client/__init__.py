@@ -34,8 +34,10 @@ from .models import (
     Image,
     Lease,
     Node,
+    NodeVerdict,
     QueueStats,
     TaskInfo,
+    Why,
 )
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "LeaseLost",
     "LocalFileError",
     "Node",
+    "NodeVerdict",
     "NotFinished",
     "NotFound",
     "PermissionDenied",
@@ -76,5 +79,6 @@ __all__ = [
     "TooLarge",
     "TransferError",
     "WaitTimeout",
+    "Why",
     "load_settings",
 ]

@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("key", metavar="KEY")
     cancel = _command(task_commands, "cancel", commands.task_cancel, common)
     cancel.add_argument("key", metavar="KEY")
+    why = _command(task_commands, "why", commands.task_why, common)
+    why.add_argument("key", metavar="KEY")
 
     result = top.add_parser("result", help="fetch results")
     result_commands = result.add_subparsers(title="commands", metavar="COMMAND", required=True)
@@ -134,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     image_list.add_argument("--name", metavar="NAME", help="only this image")
 
     batch_commands.add_parsers(top, _command, common)
+
+    node = top.add_parser("node", help="list the nodes; drain, undrain and forget them (admins)")
+    node_commands = node.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _command(node_commands, "list", commands.node_list, common)
+    for name, function in (
+        ("drain", commands.node_drain),
+        ("undrain", commands.node_undrain),
+        ("forget", commands.node_forget),
+    ):
+        _command(node_commands, name, function, common).add_argument("name", metavar="NODE")
 
     queue = top.add_parser("queue", help="the queue")
     queue_commands = queue.add_subparsers(title="commands", metavar="COMMAND", required=True)

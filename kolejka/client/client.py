@@ -25,7 +25,7 @@ from .blobs import Blob, ProgressFactory
 from .config import Settings, load_settings
 from .errors import ClientError, ConfigError
 from .exits import CANCELLED, PLATFORM
-from .models import Account, Batch, BatchProgress, QueueStats, Schedule, TaskInfo
+from .models import Account, Batch, BatchProgress, QueueStats, Schedule, TaskInfo, Why
 from .node_api import NodeApi
 from .transport import MAX_PAUSE, Transport
 
@@ -221,6 +221,11 @@ class KolejkaClient(NodeApi):
     def task(self, key: str) -> TaskInfo:
         """The task `key`. Raises `NotFound` for a key that is not the caller's."""
         return TaskInfo.from_dict(self.transport.json("GET", f"tasks/{key}/"))
+
+    def why(self, key: str) -> Why:
+        """Why the task `key` waits: its place in its owner's queue, and node by node what keeps
+        each from taking it. Raises `NotFound` for a key that is not the caller's."""
+        return Why.from_dict(self.transport.json("GET", f"tasks/{key}/why/"))
 
     def tasks(
         self,

@@ -20,7 +20,7 @@ from .client import KolejkaClient
 from .config import Settings, forget_login, load_settings, store_login
 from .errors import ApiError, AuthenticationFailed, ClientError, Conflict, NotFinished
 from .exits import CANCELLED, INTERRUPTED, PLATFORM, SUCCESS, TASK_FAILURE
-from .models import TaskInfo
+from .models import Node, NodeVerdict, TaskInfo, Why
 from .output import Output, describe_state, table, when
 
 Interrupt = Literal["ask", "cancel", "leave"]
@@ -234,11 +234,63 @@ def task_status(args: argparse.Namespace, out: Output) -> int:
         f"started   {when(info.started)}",
         f"finished  {when(info.finished)}",
     ]
-    if info.reason:
+    if info.state == TaskState.QUEUED:
+        with about(f"task {args.key}"):
+            why = client.why(args.key)
+        lines += _waiting(why)
+        lines += [f"node      {v.name} ({v.state}): {_verdict(v)}" for v in why.nodes]
+    elif info.reason:
         lines.append(f"waiting   {info.reason}")
     if info.result is not None:
         lines.append(f"verdict   {info.result.status} (exit {info.result.result})")
     out.data(dict(info.raw), "\n".join(lines))
+    return SUCCESS
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _waiting(why: Why) -> list[str]:
+    """Where a queued task stands: its place in its owner's queue, the reason, whether any
+    registered node could ever run it."""
+    lines = [f"position  {_ordinal(why.position or 0)} of {why.queued} in its owner's queue"]
+    if why.reason:
+        lines.append(f"waiting   {why.reason}")
+    if not why.nodes:
+        lines.append("nodes     none is registered")
+    elif why.never:
+        lines.append("nodes     no registered node could ever run it")
+    return lines
+
+
+def _verdict(verdict: NodeVerdict) -> str:
+    if verdict.takes:
+        return "may take it at its next claim"
+    return ("never: " if verdict.never else "") + "; ".join(verdict.why)
+
+
+def task_why(args: argparse.Namespace, out: Output) -> int:
+    """Say why a task waits: its place in its owner's queue and, for each registered node,
+    what keeps it from taking the task now (needs cpus 2, 1 free; node lacks tags gpu:h100;
+    gpu_memory 80G > 40G; node draining; node unhealthy: ...; retry spacing), or that no
+    registered node could ever run it."""
+    client = _client(args, out)
+    with about(f"task {args.key}"):
+        why = client.why(args.key)
+    if why.state != TaskState.QUEUED:
+        where = f" on {why.node}" if why.node else ""
+        text = f"{why.key} is {why.state}{where}: it does not wait in the queue"
+    else:
+        rows = [["NODE", "STATE", "TAKES IT", "WHY NOT"]]
+        for verdict in why.nodes:
+            takes = "yes" if verdict.takes else "never" if verdict.never else "not now"
+            rows.append([verdict.name, verdict.state, takes, "; ".join(verdict.why) or "-"])
+        text = "\n".join([f"{why.key}: queued", *_waiting(why)])
+        if why.nodes:
+            text += "\n\n" + table(rows)
+    out.data(dict(why.raw), text)
     return SUCCESS
 
 
@@ -333,6 +385,69 @@ def queue_stats(args: argparse.Namespace, out: Output) -> int:
             nodes.append([name, str(node.get("running", "-")), str(node.get("last_seen") or "-")])
         text += "\n\n" + table(nodes)
     out.data(dict(stats.raw), text)
+    return SUCCESS
+
+
+def _free_of(node: Node, name: str) -> str:
+    free, total = node.free.get(name, 0), node.capacity.get(name, 0)
+    return f"{free}/{total}"
+
+
+def node_list(args: argparse.Namespace, out: Output) -> int:
+    """List the registered nodes: state, free of capacity, tasks running, health, last seen.
+
+    A node is up, draining, unhealthy (its health check found problems) or down (it has not
+    called in for the server's KOLEJKA_NODE_DOWN_AFTER). A foreman sees its own nodes only.
+    """
+    nodes = _client(args, out).nodes()
+    rows = [["NAME", "STATE", "TASKS", "CPUS", "MEMORY", "GPUS", "LAST SEEN", "PROBLEMS"]]
+    for node in nodes:
+        gpus = _free_of(node, "gpus")
+        gpu_memory = node.capacity.get("gpu_memory")
+        if node.capacity.get("gpus") and gpu_memory not in (None, "0B"):
+            gpus += f" x{gpu_memory}"
+        rows.append(
+            [
+                node.name,
+                node.state,
+                f"{node.busy}/{node.slots}",
+                _free_of(node, "cpus"),
+                _free_of(node, "memory"),
+                gpus,
+                when(node.last_seen),
+                "; ".join(node.problems) or "-",
+            ]
+        )
+    out.data([dict(node.raw) for node in nodes], table(rows) if nodes else "no nodes")
+    return SUCCESS
+
+
+def _drain(args: argparse.Namespace, out: Output, drain: bool) -> int:
+    client = _client(args, out)
+    with about(f"node {args.name}"):
+        node = client.drain_node(args.name, drain)
+    out.data(dict(node.raw), f"{node.name}: {node.state}")
+    return SUCCESS
+
+
+def node_drain(args: argparse.Namespace, out: Output) -> int:
+    """Admin: give the node no new tasks; the tasks it runs go on."""
+    return _drain(args, out, True)
+
+
+def node_undrain(args: argparse.Namespace, out: Output) -> int:
+    """Admin: let a drained node take tasks again."""
+    return _drain(args, out, False)
+
+
+def node_forget(args: argparse.Namespace, out: Output) -> int:
+    """Admin: remove a node gone for good (refused while it holds leases: drain it and let its
+    tasks end; a dead node's leases end when they expire). Its foreman, if it starts again,
+    registers it anew."""
+    client = _client(args, out)
+    with about(f"node {args.name}"):
+        client.forget_node(args.name)
+    out.data({"name": args.name, "forgotten": True}, f"{args.name}: forgotten")
     return SUCCESS
 
 

@@ -219,12 +219,17 @@ class QueueStats:
 
 @dataclass
 class Node:
-    """A registered node (the foreman's view)."""
+    """A registered node. `state`: ``up``, ``draining``, ``unhealthy`` or ``down`` (it has not
+    called in for a while); `free`: its capacity less what its running tasks take; `busy`: how
+    many tasks it runs, of which `running` names those the caller may see."""
 
     name: str
+    state: str
     capacity: Mapping[str, Any]
+    free: Mapping[str, Any]
     tags: list[str]
     slots: int
+    busy: int
     last_seen: datetime | None
     running: list[str]
     draining: bool
@@ -236,13 +241,71 @@ class Node:
         document = _document(data, "a node")
         return cls(
             name=str(document.get("name")),
+            state=str(document.get("state") or "-"),
             capacity=document.get("capacity") or {},
+            free=document.get("free") or {},
             tags=[str(tag) for tag in document.get("tags") or []],
             slots=_int(document.get("slots"), 1),
+            busy=_int(document.get("busy")),
             last_seen=_time(document.get("last_seen")),
             running=[str(key) for key in document.get("running") or []],
             draining=bool(document.get("draining")),
             problems=[str(problem) for problem in document.get("problems") or []],
+            raw=document,
+        )
+
+
+@dataclass
+class NodeVerdict:
+    """Whether one node takes a task at its next claim (`takes`), and if not, `why` not;
+    `never`: it could not run the task even idle and healthy."""
+
+    name: str
+    state: str
+    takes: bool
+    never: bool
+    why: list[str]
+
+    @classmethod
+    def from_dict(cls, data: object) -> NodeVerdict:
+        document = _document(data, "a node's verdict")
+        return cls(
+            name=str(document.get("name")),
+            state=str(document.get("state") or "-"),
+            takes=bool(document.get("takes")),
+            never=bool(document.get("never")),
+            why=[str(item) for item in document.get("why") or []],
+        )
+
+
+@dataclass
+class Why:
+    """Why a task waits: its `position` in its owner's queue (1 is next) of `queued`, and a
+    verdict per registered node; `never`: no registered node could ever run it."""
+
+    key: str
+    state: TaskState
+    node: str | None
+    reason: str | None
+    position: int | None
+    queued: int
+    never: bool
+    nodes: list[NodeVerdict]
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Why:
+        document = _document(data, "why a task waits")
+        position = document.get("position")
+        return cls(
+            key=str(document.get("key")),
+            state=TaskState(str(document.get("state"))),
+            node=_str(document.get("node")),
+            reason=_str(document.get("reason")),
+            position=position if isinstance(position, int) else None,
+            queued=_int(document.get("queued")),
+            never=bool(document.get("never")),
+            nodes=[NodeVerdict.from_dict(item) for item in document.get("nodes") or []],
             raw=document,
         )
 

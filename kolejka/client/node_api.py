@@ -1,10 +1,10 @@
 """The foreman's side of the API: nodes, claims, leases, results and stored images.
 
-`KolejkaClient` carries these methods; they need a user with the ``foreman`` role (images and
-draining: ``admin``). Which requests are retried after a failure: a heartbeat, a result, a
-failure report and a release are (the server refuses a second one, so a repeat changes nothing
-and a lost answer is not a lost report); a claim is repeated only when it surely never reached
-the server, since a repeated claim could take a second task.
+`KolejkaClient` carries these methods; they need a user with the ``foreman`` role (images,
+draining and forgetting: ``admin``; listing nodes: anyone). Which requests are retried after a
+failure: a heartbeat, a result, a failure report and a release are (the server refuses a second
+one, so a repeat changes nothing and a lost answer is not a lost report); a claim is repeated
+only when it surely never reached the server, since a repeated claim could take a second task.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class NodeApi:
         return Node.from_dict(answer)
 
     def nodes(self) -> list[Node]:
-        """The registered nodes (a foreman sees its own)."""
+        """The registered nodes (a foreman sees its own, everyone else all)."""
         page = self.transport.json("GET", "nodes/")
         items = page.get("results", []) if isinstance(page, dict) else page
         return [Node.from_dict(item) for item in items or []]
@@ -70,6 +70,10 @@ class NodeApi:
         """Admin: stop giving the node new tasks (`drain` false undoes it)."""
         answer = self.transport.json("POST", f"nodes/{name}/drain/", json={"drain": drain})
         return Node.from_dict(answer)
+
+    def forget_node(self, name: str) -> None:
+        """Admin: remove a node gone for good. Raises `Conflict` while it holds leases."""
+        self.transport.request("DELETE", f"nodes/{name}/")
 
     def claim(self, node: str, free: Capacity, *, idle: bool, wait: float = 30) -> Claim:
         """Take the first queued task that fits `free`, waiting up to `wait` seconds for one.

@@ -1,8 +1,9 @@
 """Whether a task fits a node: the one placement rule the server and the foreman both apply.
 
-A node offers `Capacity` (cpus, memory, gpus, workspace disk, abstract resource counts such as
-``{"licence": 1}``) and a set of tags; a task demands what its limits and ``resources`` say,
-with unset limits taken from the node's defaults, exactly as the worker will apply them.
+A node offers `Capacity` (cpus, memory, gpus, the memory of each GPU, workspace disk, abstract
+resource counts such as ``{"licence": 1}``) and a set of tags; a task demands what its limits
+and ``resources`` say, with unset limits taken from the node's defaults, exactly as the worker
+will apply them.
 """
 
 from __future__ import annotations
@@ -20,19 +21,24 @@ from .units import format_memory, parse_int, parse_memory
 
 @dataclass(frozen=True)
 class Capacity:
-    """Countable resources of a node, or the part of them still free."""
+    """Countable resources of a node, or the part of them still free.
+
+    `gpu_memory` is not counted but compared: the memory of each of the node's GPUs (of the
+    smallest, since any of them may be the one a task gets), whatever is taken.
+    """
 
     cpus: int = 0
     memory: int = 0
     gpus: int = 0
     workspace: int = 0
     resources: Mapping[str, int] = field(default_factory=dict)
+    gpu_memory: int = 0
 
     @classmethod
     def from_dict(cls, data: object, name: str = "capacity") -> Capacity:
         if not isinstance(data, Mapping):
             raise SpecError(name, data, "must be an object")
-        unknown = set(data) - {"cpus", "memory", "gpus", "workspace", "resources"}
+        unknown = set(data) - {"cpus", "memory", "gpus", "gpu_memory", "workspace", "resources"}
         if unknown:
             key = sorted(unknown)[0]
             raise SpecError(f"{name}.{key}", data[key], "unknown capacity field")
@@ -43,6 +49,7 @@ class Capacity:
             cpus=parse_int(data.get("cpus", 0), f"{name}.cpus"),
             memory=parse_memory(data.get("memory", 0), f"{name}.memory"),
             gpus=parse_int(data.get("gpus", 0), f"{name}.gpus"),
+            gpu_memory=parse_memory(data.get("gpu_memory", 0), f"{name}.gpu_memory"),
             workspace=parse_memory(data.get("workspace", 0), f"{name}.workspace"),
             resources={
                 str(key): parse_int(value, f"{name}.resources.{key}")
@@ -55,6 +62,7 @@ class Capacity:
             "cpus": self.cpus,
             "memory": format_memory(self.memory),
             "gpus": self.gpus,
+            "gpu_memory": format_memory(self.gpu_memory),
             "workspace": format_memory(self.workspace),
             "resources": dict(self.resources),
         }
@@ -64,7 +72,8 @@ class Capacity:
         return self.minus(Capacity().minus(other))
 
     def minus(self, other: Capacity) -> Capacity:
-        """Return what is left of this capacity once `other` is taken (may go negative)."""
+        """Return what is left of this capacity once `other` is taken (may go negative); the
+        GPUs left have the memory they had."""
         names = set(self.resources) | set(other.resources)
         return Capacity(
             cpus=self.cpus - other.cpus,
@@ -74,6 +83,7 @@ class Capacity:
             resources={
                 name: self.resources.get(name, 0) - other.resources.get(name, 0) for name in names
             },
+            gpu_memory=self.gpu_memory,
         )
 
 
@@ -99,6 +109,7 @@ class Demand:
                 gpus=limits.gpus or 0,
                 workspace=limits.workspace or 0,
                 resources=dict(task.resources),
+                gpu_memory=limits.gpu_memory or 0,
             ),
             requires=frozenset(task.requires),
             exclusive=bool(task.exclusive),
@@ -143,6 +154,9 @@ class Demand:
         for name, wanted in need.resources.items():
             if wanted > free.resources.get(name, 0):
                 return f"needs resource {name} x{wanted}, {free.resources.get(name, 0)} free"
+        if need.gpu_memory > free.gpu_memory:
+            has = format_memory(free.gpu_memory) if free.gpu_memory else "none"
+            return f"gpu_memory {format_memory(need.gpu_memory)} > {has}"
         return None
 
     def fits(self, free: Capacity, tags: frozenset[str], *, idle: bool) -> bool:

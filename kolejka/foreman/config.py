@@ -117,6 +117,9 @@ def build_config(
         cpus=_pick(args.cpus, settings, "cpus", parse_int, detected.cpus),
         memory=_pick(args.memory, settings, "memory", parse_memory, detected.memory),
         gpus=_pick(args.gpus, settings, "gpus", parse_int, detected.gpus),
+        gpu_memory=_pick(
+            args.gpu_memory, settings, "gpu_memory", parse_memory, detected.gpu_memory
+        ),
         workspace=_pick(args.workspace, settings, "workspace", parse_memory, detected.workspace),
         resources=_pick(args.resources, settings, "resources", _counts, {}),
     )
@@ -171,6 +174,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--cpus", type=count, help="cores to offer (default: all this process may use)")
     add("--memory", type=memory, help="memory to offer, e.g. 16G (default: all)")
     add("--gpus", type=lambda t: parse_int(t, "gpus"), help="GPUs to offer (default: detected)")
+    add("--gpu-memory", type=memory, help="memory of each GPU, e.g. 40G (default: detected)")
     add("--workspace", type=memory, help="workspace space to offer (default: the memory)")
     add("--resources", type=lambda t: _counts(t, "resources"), help="e.g. licence=1,fpga=2")
     add("--tags", type=lambda t: _tags(t, "tags"), help="extra tags, comma-separated")

@@ -124,7 +124,9 @@ class Foreman:
                 ]
             self.problems = problems
             self.changed.notify_all()
-            if problems == self.reported:
+            # An unhealthy node claims nothing, so its reports are what tells the server it is
+            # alive (not down): they go at each check; a healthy node's claims do that.
+            if problems == self.reported and not problems:
                 return
         try:
             self.health_client.report_health(self.config.name, problems)

@@ -154,12 +154,17 @@ def detect_tags(gpus: Sequence[Gpu], cpuinfo_path: Path = Path("/proc/cpuinfo"))
 
 
 def detect_capacity(gpus: Sequence[Gpu]) -> Capacity:
-    """What this node offers: the cores this process may use, physical memory, the GPUs.
+    """What this node offers: the cores this process may use, physical memory, the GPUs and
+    the memory of each (of the smallest: the ledger hands out GPUs whatever their memory).
 
     Task workspaces are tmpfs mounts (see the worker), so they are bounded by memory, not by a
     disk: the workspace capacity is the memory too.
     """
     memory = psutil.virtual_memory().total
     return Capacity(
-        cpus=len(os.sched_getaffinity(0)), memory=memory, gpus=len(gpus), workspace=memory
+        cpus=len(os.sched_getaffinity(0)),
+        memory=memory,
+        gpus=len(gpus),
+        gpu_memory=min((gpu.memory for gpu in gpus), default=0),
+        workspace=memory,
     )

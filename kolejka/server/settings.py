@@ -257,6 +257,15 @@ RETRY_AVOID = env_seconds("KOLEJKA_RETRY_AVOID", "1min", zero=True)
 # kills it, the result's upload): what reservations count on (grid/reservations.py).
 OVERRUN = env_seconds("KOLEJKA_OVERRUN", "10s", zero=True)
 MAX_WAIT = env_seconds("KOLEJKA_MAX_WAIT", "60s")
+# A node that has not called in (claim, heartbeat, health report) for this long is shown down.
+# A live foreman calls in once per claim (at most MAX_WAIT), heartbeats its leases within their
+# TTL, and reports its health at each check while unhealthy.
+NODE_DOWN_AFTER = env_seconds("KOLEJKA_NODE_DOWN_AFTER", f"{MAX_WAIT + LEASE_TTL}s")
+if NODE_DOWN_AFTER <= MAX_WAIT:
+    raise ImproperlyConfigured(
+        f"KOLEJKA_NODE_DOWN_AFTER ({NODE_DOWN_AFTER:g} s) must be more than KOLEJKA_MAX_WAIT "
+        f"({MAX_WAIT:g} s): a node waiting in a claim calls in only when the claim ends"
+    )
 # A periodic task's tick not run within this of its time was missed (the servers were down):
 # its schedule's `missed` policy decides whether it runs (schedules.py).
 SCHEDULE_GRACE = env_seconds("KOLEJKA_SCHEDULE_GRACE", "1min")

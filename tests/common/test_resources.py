@@ -33,6 +33,21 @@ def test_it_says_why_a_task_does_not_fit(fields, reason):
     assert reason in Demand.of(task(**fields)).misfit(NODE, TAGS, idle=True)
 
 
+def test_it_refuses_a_node_whose_gpus_have_less_memory_than_the_task_asks():
+    node = Capacity(cpus=4, memory=8 * 2**30, gpus=2, gpu_memory=40 * 2**30)
+    big = Demand.of(task(limits={"gpus": 1, "gpu_memory": "80G"}))
+    assert big.misfit(node, TAGS, idle=True) == "gpu_memory 80G > 40G"
+    assert Demand.of(task(limits={"gpus": 1, "gpu_memory": "40G"})).fits(node, TAGS, idle=True)
+    assert big.misfit(NODE, TAGS, idle=True) == "gpu_memory 80G > none"
+
+
+def test_it_keeps_the_gpu_memory_of_what_is_left():
+    node = Capacity(cpus=4, gpus=2, gpu_memory=40 * 2**30)
+    left = node.minus(Demand.of(task(limits={"gpus": 1, "gpu_memory": "40G"})).capacity)
+    assert (left.gpus, left.gpu_memory) == (1, 40 * 2**30)
+    assert Capacity.from_dict(node.to_dict()) == node
+
+
 def test_it_starts_exclusive_tasks_only_on_idle_nodes():
     demand = Demand.of(task(exclusive=True))
     assert not demand.fits(NODE, TAGS, idle=False)

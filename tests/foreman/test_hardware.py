@@ -42,6 +42,14 @@ def test_it_reads_gpus_from_recorded_nvidia_smi_output():
     assert "--format=csv,noheader,nounits" in run.calls[0]
 
 
+def test_it_offers_the_memory_of_the_smallest_gpu():
+    a100 = detect_gpus(recorded("nvidia-smi-2xa100.csv"))
+    assert detect_capacity(a100).gpu_memory == 40 * 2**30
+    mixed = [a100[0], *detect_gpus(recorded("nvidia-smi-rtx4090.csv"))]
+    assert detect_capacity(mixed).gpu_memory == min(gpu.memory for gpu in mixed) < 40 * 2**30
+    assert detect_capacity([]).gpu_memory == 0
+
+
 def test_it_reads_gpu_usage_samples():
     usage = sample_gpu_usage(recorded("nvidia-smi-usage-2xa100.csv"))
     assert (usage[0].utilization, usage[0].memory_used, usage[0].temperature) == (

@@ -14,7 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from kolejka.client import TaskState
+from kolejka.client import Node, TaskState
 from kolejka.common import Status
 from kolejka.worker.run import HOST_PID_LABEL, LABEL, OWNER_LABEL
 from kolejka.worker.sessions import owner_tag
@@ -273,3 +273,18 @@ def test_it_burns_no_attempt_on_a_task_no_kernel_accepts(make_grid, tmp_path):
     burned = sum(info.attempts for info in tasks)
     print(f"FIGURE poison_attempts_burned={burned}")
     assert burned == 0 and tasks == []
+
+
+def test_it_keeps_calling_in_while_unhealthy_so_that_it_is_not_shown_down(make_grid):
+    grid = make_grid()
+    grid.foreman("node-a", "--gpus", "1", "--health-interval", "1s")
+    wait_for(lambda: node_problems(grid, "node-a"), "node-a to report the missing runtime")
+
+    def shown() -> Node:
+        return {node.name: node for node in grid.client("alice").nodes()}["node-a"]
+
+    first = shown().last_seen
+    assert first is not None
+    # It claims nothing while unhealthy: only its health reports say it is alive.
+    wait_for(lambda: (shown().last_seen or first) > first, "node-a to report again")
+    assert shown().state == "unhealthy"

@@ -29,6 +29,20 @@ def test_it_gives_tasks_needing_tags_only_to_nodes_having_them(grid: Server):
     assert claim(fred, "gpu")["task"]["key"] == gpu["key"]
 
 
+def test_it_gives_tasks_asking_gpu_memory_only_to_nodes_whose_gpus_have_it(grid: Server):
+    alice, fred = grid.api("alice"), grid.api("fred")
+    big = submit(alice, limits={"gpus": 1, "gpu_memory": "80G"})
+    small = {"cpus": 4, "memory": "8G", "gpus": 2, "gpu_memory": "40G"}
+    register(fred, "a100-40", capacity=small)
+    # Also when the foreman says what it has free, as foremen do.
+    assert claim(fred, "a100-40")["task"] is None
+    assert claim(fred, "a100-40", free=small)["task"] is None
+    shown = alice.get(f"tasks/{big['key']}/").json()
+    assert "a100-40: gpu_memory 80G > 40G" in shown["reason"]
+    register(fred, "h100-80", capacity={**small, "gpu_memory": "80G"})
+    assert claim(fred, "h100-80")["task"]["key"] == big["key"]
+
+
 def test_it_counts_abstract_resources_against_what_the_node_has_free(grid: Server):
     alice, fred = grid.api("alice"), grid.api("fred")
     licensed = submit(alice, resources={"licence": 1})

@@ -77,7 +77,7 @@ def test_it_refuses_bad_claims_and_waits(shared: Server):
 def test_it_keeps_roles_apart(shared: Server):
     alice, fred, ivan = shared.api("alice"), shared.api("fred"), shared.api("ivan")
     assert alice.put("nodes/n9/", json={}).json()["code"] == "permission_denied"
-    assert alice.get("nodes/").status_code == 403
+    assert alice.delete("nodes/n9/").status_code == 403
     assert fred.post("tasks/", json={"task": {}}).status_code == 403
     assert ivan.post("nodes/n9/drain/", json={"drain": True}).status_code == 403
     assert alice.put("images/", json={"name": "x", "reference": "0" * 64}).status_code == 403

@@ -30,7 +30,8 @@ YEARLY = {"cron": "0 0 1 1 *", "task": spec(**UNCLAIMABLE)}  # no tick while the
 @dataclass
 class World:
     """One of each object, fresh: alice's input blob, her task fred holds under a lease, a
-    done, a cancelled and a queued task, a batch, an open batch of one task and a schedule."""
+    done, a cancelled and a queued task, a batch, an open batch of one task, a schedule, and
+    fred's spare node that holds nothing."""
 
     blob: str
     leased: str
@@ -41,6 +42,7 @@ class World:
     batch: str
     open_batch: str
     schedule: str
+    spare: str
 
 
 def make_world(server: Server) -> World:
@@ -73,6 +75,7 @@ def make_world(server: Server) -> World:
         batch.json()["batch"],
         opened,
         schedule.json()["key"],
+        register(fred, f"spare-{os.urandom(4).hex()}")["name"],
     )
 
 
@@ -206,6 +209,7 @@ ROWS = {
         keeps=lambda w: (w.cancelled, "cancelled"),
     ),
     "result": Row("GET", lambda w: f"tasks/{w.done}/result/", tasks_of(200, 404, 403, 200, 200)),
+    "why": Row("GET", lambda w: f"tasks/{w.queued}/why/", tasks_of(200, 404, 403, 200, 200)),
     "batch": Row("GET", lambda w: f"batches/{w.batch}/", tasks_of(200, 404, 403, 200, 200)),
     "batch list": Row("GET", lambda w: "batches/", tasks_of(200, 200, 403, 200, 200)),
     "batch open": Row(
@@ -273,7 +277,7 @@ ROWS = {
         tasks_of(204, 404, 403, 403, 204),
         changes=True,
     ),
-    "node list": Row("GET", lambda w: "nodes/", {**each(200), "alice": 403, "bob": 403}),
+    "node list": Row("GET", lambda w: "nodes/", each(200)),
     "node register": Row(
         "PUT",
         lambda w: "nodes/n1/",
@@ -285,6 +289,12 @@ ROWS = {
         lambda w: "nodes/n1/drain/",
         {**each(403), "ada": 200},
         body=lambda w, c: {"drain": False},
+    ),
+    "forget": Row(
+        "DELETE",
+        lambda w: f"nodes/{w.spare}/",
+        {**each(403), "ada": 204},
+        changes=True,
     ),
     "health": Row(
         "POST",

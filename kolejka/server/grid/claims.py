@@ -31,7 +31,7 @@ from django.utils import timezone
 from kolejka.common import Capacity, Demand, Limits, SpecError
 from kolejka.common import Task as TaskSpec
 
-from . import backlog, reservations, retries, transitions, wakeup
+from . import backlog, nodes, reservations, retries, transitions, wakeup
 from .models import ACTIVE, Backlog, Lease, Node, State, Task
 
 # Rows read from one owner's queue per look, and in all per claim: what bounds a claim's cost
@@ -302,7 +302,7 @@ def claim_once(node: Node, free: Capacity, idle: bool) -> Claimed | None:
             current = transitions.locked(Node.objects.filter(pk=node.pk)).first()
             if current is None or not current.takes_tasks:  # draining, or unhealthy
                 return None
-            if Lease.objects.filter(node=node, ended=None).count() >= current.slots:
+            if nodes.full(current):
                 return None
             now = timezone.now()
             # Retry spacing, and the node that failed a task's last attempt avoided (retries.py).

@@ -13,11 +13,13 @@ import os
 from collections.abc import Iterator
 
 from django.db.models import Count, Sum
+from django.utils import timezone
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from . import nodes
 from .models import Blob, Node, State, Task
 
 # Seconds, from a judge's quick tests to a lab's day-long jobs.
@@ -56,15 +58,16 @@ class _Database(Collector):
         for state in State:
             tasks.add_metric([str(state)], counts.get(str(state), 0))
         yield tasks
-        nodes = GaugeMetricFamily(
-            "kolejka_nodes", "Registered nodes: up, draining or unhealthy", labels=["state"]
+        family = GaugeMetricFamily(
+            "kolejka_nodes", "Registered nodes: up, draining, unhealthy or down", labels=["state"]
         )
-        states = {"up": 0, "draining": 0, "unhealthy": 0}
-        for draining, problems in Node.objects.values_list("draining", "problems"):
-            states["draining" if draining else "unhealthy" if problems else "up"] += 1
+        states = {"up": 0, "draining": 0, "unhealthy": 0, "down": 0}
+        now = timezone.now()
+        for node in Node.objects.only("draining", "problems", "last_seen"):
+            states[nodes.state(node, now)] += 1  # as the node list shows it
         for name, count in states.items():
-            nodes.add_metric([name], count)
-        yield nodes
+            family.add_metric([name], count)
+        yield family
         store = Blob.objects.aggregate(blobs=Count("reference"), size=Sum("size"))
         yield GaugeMetricFamily("kolejka_blobs", "Blobs stored", value=store["blobs"])
         yield GaugeMetricFamily(

@@ -1,14 +1,18 @@
-"""Nodes: registration by their foreman, draining, and what a node has free."""
+"""Nodes: registration by their foreman, draining, forgetting, what a node has free, and the
+state it is shown in."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from kolejka.common import Capacity, Demand, Limits
 from kolejka.common import Task as TaskSpec
 
-from . import wakeup
+from . import transitions, wakeup
 from .errors import Conflict, NotFound
 from .models import Lease, Node, Role, Task, User
 
@@ -33,6 +37,7 @@ def register(
         "defaults": defaults.to_dict(),
         "tags": sorted(set(tags)),
         "slots": slots,
+        "last_seen": timezone.now(),
     }
     with transaction.atomic():
         node, created = Node.objects.get_or_create(name=name, defaults={"owner": user, **fields})
@@ -54,6 +59,48 @@ def drain(node: Node, draining: bool) -> Node:
         wakeup.notify(wakeup.QUEUE)
     node.draining = draining
     return node
+
+
+def forget(node: Node) -> None:
+    """Remove `node` (admin: it is gone for good); `Conflict` while it holds a lease.
+
+    Its ended leases go with it and its finished tasks no longer name it. A foreman that comes
+    back registers it again when it starts.
+    """
+    with transaction.atomic():
+        # Loser of a race with a claim: the claim locks the node row first (claims.claim_once),
+        # so either the claim sees no node, or this sees its lease.
+        current = transitions.locked(Node.objects.filter(pk=node.pk)).first()
+        if current is None:
+            return
+        if Lease.objects.filter(node=current, ended=None).exists():
+            raise Conflict(
+                f"node {node.name} holds leases; drain it and let its tasks end (a dead node's "
+                "leases end when they expire) before forgetting it",
+                "name",
+            )
+        current.delete()
+
+
+def down(node: Node, now: datetime) -> bool:
+    """Whether `node` has not called in for ``KOLEJKA_NODE_DOWN_AFTER`` (its leases, if any,
+    expire and their tasks are requeued by the reaper on their own)."""
+    limit = timedelta(seconds=settings.NODE_DOWN_AFTER)
+    return node.last_seen is None or now - node.last_seen > limit
+
+
+def state(node: Node, now: datetime) -> str:
+    """How `node` is shown: ``down``, ``unhealthy``, ``draining`` or ``up``, the first true."""
+    if down(node, now):
+        return "down"
+    if node.problems:
+        return "unhealthy"
+    return "draining" if node.draining else "up"
+
+
+def full(node: Node) -> bool:
+    """Whether `node` runs as many tasks as it has slots."""
+    return Lease.objects.filter(node=node, ended=None).count() >= node.slots
 
 
 def free_of(node: Node) -> Capacity:

@@ -1,21 +1,28 @@
-"""Why a queued task is not running: the `reason` of the task resource.
+"""Why a queued task is not running: the `reason` of the task resource, and `explain`, the
+answer of ``tasks/{key}/why/`` node by node.
 
 A task is never left queued without a word: it says when its last attempt failed and why (and
 when the next may start), that a node is reserved for it and by when it starts there
 (`reservations.py`), that no registered node can ever run it (and why not, node by node:
 ``memory: 1P``, a tag no node has; a task asking more cpus than any node has is not one, it runs
-on the largest node's cores), or that the nodes that could are unhealthy or draining.
+on the largest node's cores), or that the nodes that could are down, unhealthy or draining. Both
+judge a node by the claim's own rules: `Demand.misfit` (with `Demand.clamped`) for the fit;
+draining and problems (`Node.takes_tasks`), `nodes.full` and `retries.claimable` for the rest.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
+from django.db.models import Q
 from django.utils import timezone
 
 from kolejka.common import Capacity, Demand, Limits, SpecError
 from kolejka.common import Task as TaskSpec
 
+from . import claims, retries
+from . import nodes as node_rules
 from .models import Node, State, Task
 
 SHOWN = 3  # nodes named in a reason
@@ -29,6 +36,7 @@ class _Node:
     defaults: Limits
     problems: tuple[str, ...]
     draining: bool
+    down: bool
 
 
 class Reasons:
@@ -40,6 +48,7 @@ class Reasons:
     def nodes(self) -> list[_Node]:
         if self._nodes is None:
             self._nodes = []
+            now = timezone.now()
             for node in Node.objects.order_by("name"):
                 try:
                     capacity = Capacity.from_dict(node.capacity)
@@ -54,6 +63,7 @@ class Reasons:
                         defaults,
                         tuple(str(problem) for problem in node.problems or ()),
                         node.draining,
+                        node_rules.down(node, now),
                     )
                 )
         return self._nodes
@@ -87,10 +97,11 @@ def reason(task: Task, reasons: Reasons | None = None) -> str | None:
     largest = max((node.capacity.cpus for node in nodes), default=0)
     misfits, stopped = [], []
     for node in nodes:
-        demand = Demand.of(spec, node.defaults).clamped(largest)
-        misfit = demand.misfit(node.capacity, node.tags, idle=True)
+        misfit = never(spec, node.capacity, node.defaults, node.tags, largest)
         if misfit is not None:
             misfits.append(f"{node.name}: {misfit}")
+        elif node.down:
+            stopped.append(f"{node.name}: down")
         elif node.draining:
             stopped.append(f"{node.name}: draining")
         elif node.problems:
@@ -111,5 +122,111 @@ def reason(task: Task, reasons: Reasons | None = None) -> str | None:
     elif len(misfits) == len(nodes):
         parts.append(f"no registered node can ever run it: {_listed(misfits)}")
     elif len(misfits) + len(stopped) == len(nodes):
-        parts.append(f"every node that can run it is unhealthy or draining: {_listed(stopped)}")
+        parts.append(
+            f"every node that can run it is down, unhealthy or draining: {_listed(stopped)}"
+        )
     return "; ".join(parts) or None
+
+
+def never(
+    spec: TaskSpec, capacity: Capacity, defaults: Limits, tags: frozenset[str], largest: int
+) -> str | None:
+    """Why a node with `capacity`, `defaults` and `tags` could never run `spec`, or `None`: the
+    placement rule applied to the whole of an idle node, a task asking more cpus than the
+    `largest` node has taking that node's (`Demand.clamped`)."""
+    return Demand.of(spec, defaults).clamped(largest).misfit(capacity, tags, idle=True)
+
+
+@dataclass(frozen=True)
+class NodeVerdict:
+    """Whether one node takes the task at its next claim, and if not, why not (`why`).
+    `never`: the node could not run it even idle and healthy."""
+
+    name: str
+    state: str
+    takes: bool
+    never: bool
+    why: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The answer of ``tasks/{key}/why/``."""
+
+    task: Task
+    reason: str | None
+    position: int | None  # 1-based, in its owner's queue in claim order; None unless queued
+    queued: int  # the owner's queued tasks
+    never: bool  # no registered node could ever run it
+    nodes: tuple[NodeVerdict, ...]
+
+
+def _at(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def _verdict(task: Task, spec: TaskSpec, node: Node, now: datetime, largest: int) -> NodeVerdict:
+    state = node_rules.state(node, now)
+    try:
+        capacity = Capacity.from_dict(node.capacity)
+        defaults = Limits.from_dict(node.defaults)
+    except SpecError as error:
+        return NodeVerdict(node.name, state, False, True, (f"node registered badly: {error}",))
+    tags = frozenset(node.tags)
+    misfit = never(spec, capacity, defaults, tags, largest)
+    if misfit is not None:
+        return NodeVerdict(node.name, state, False, True, (misfit,))
+    why: list[str] = []
+    if state == "down":
+        seen = f"not seen since {_at(node.last_seen)}" if node.last_seen else "never seen"
+        why.append(f"node down: {seen}")
+    if node.draining:
+        why.append("node draining")
+    if node.problems:
+        why.append(f"node unhealthy: {'; '.join(str(problem) for problem in node.problems)}")
+    if node_rules.full(node):
+        why.append(f"node runs {node.slots} of {node.slots} tasks (its slots)")
+    else:
+        now_misfit = (
+            Demand.of(spec, defaults)
+            .clamped(largest)
+            .misfit(node_rules.free_of(node), tags, idle=node_rules.idle(node))
+        )
+        if now_misfit is not None:
+            why.append(now_misfit)
+    if not Task.objects.filter(pk=task.pk).filter(retries.claimable(node.pk, now)).exists():
+        if task.not_before is not None and task.not_before > now:
+            why.append(f"retry spacing: no node takes it before {_at(task.not_before)}")
+        elif task.avoid_until is not None:
+            why.append(
+                f"its last attempt failed on this node: other nodes first until "
+                f"{_at(task.avoid_until)}"
+            )
+    return NodeVerdict(node.name, state, not why, False, tuple(why))
+
+
+def explain(task: Task) -> Explanation:
+    """Where `task` is in its owner's queue and, node by node, why it does not run there now."""
+    if task.state != State.QUEUED:
+        return Explanation(task, None, None, 0, False, ())
+    mine = Task.objects.filter(owner_id=task.owner_id, state=State.QUEUED)
+    # The claim's order within one owner: the highest priority first, then the oldest.
+    ahead = mine.filter(Q(priority__gt=task.priority) | Q(priority=task.priority, id__lt=task.pk))
+    now = timezone.now()
+    try:
+        spec = TaskSpec.from_dict(task.spec)
+    except SpecError:
+        verdicts: tuple[NodeVerdict, ...] = ()
+    else:
+        largest = claims.largest_cpus()
+        verdicts = tuple(
+            _verdict(task, spec, node, now, largest) for node in Node.objects.order_by("name")
+        )
+    return Explanation(
+        task,
+        reason(task),
+        ahead.count() + 1,
+        mine.count(),
+        all(verdict.never for verdict in verdicts),
+        verdicts,
+    )

@@ -27,7 +27,6 @@ ADMINS: Roles = frozenset({Role.ADMIN})
 SUBMITTERS: Roles = frozenset({Role.CLIENT, Role.ADMIN})
 READERS: Roles = frozenset({Role.CLIENT, Role.INSPECTOR, Role.ADMIN})
 FOREMEN: Roles = frozenset({Role.FOREMAN, Role.ADMIN})
-NODE_READERS: Roles = frozenset({Role.FOREMAN, Role.INSPECTOR, Role.ADMIN})
 OPERATORS: Roles = frozenset({Role.INSPECTOR, Role.ADMIN})
 UPLOADERS: Roles = frozenset({Role.CLIENT, Role.FOREMAN, Role.ADMIN})
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from . import pending
-from .models import Image, Lease, Node, State, Task
+from . import nodes, pending
+from .models import Image, Lease, Node, State, Task, User
 
 
 class TaskSerializer(serializers.Serializer[Any]):
@@ -153,16 +154,30 @@ class MeSerializer(serializers.Serializer[Any]):
 
 
 class NodeSerializer(serializers.ModelSerializer[Node]):
-    running = serializers.SerializerMethodField()
+    """A node. Give `viewer` (the caller) in the context: `running` names the tasks it may see."""
+
+    state = serializers.SerializerMethodField(
+        help_text="down (not called in for KOLEJKA_NODE_DOWN_AFTER), unhealthy, draining or up"
+    )
+    free = serializers.SerializerMethodField(
+        help_text="the capacity less what its running tasks take, by the placement rule"
+    )
+    busy = serializers.SerializerMethodField(help_text="how many tasks it runs")
+    running = serializers.SerializerMethodField(
+        help_text="keys of its running tasks the caller may see"
+    )
 
     class Meta:
         model = Node
         fields = (
             "name",
+            "state",
             "capacity",
+            "free",
             "tags",
             "defaults",
             "slots",
+            "busy",
             "last_seen",
             "running",
             "draining",
@@ -170,17 +185,89 @@ class NodeSerializer(serializers.ModelSerializer[Node]):
             "checked",
         )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cache: dict[int, list[tuple[str, int]]] = {}  # node: its running (key, owner)
+
+    def _running(self, node: Node) -> list[tuple[str, int]]:
+        cache = self._cache
+        if node.pk not in cache:
+            cache[node.pk] = list(
+                Task.objects.filter(lease__node=node, lease__ended=None)
+                .order_by("id")
+                .values_list("key", "owner_id")
+            )
+        return cache[node.pk]
+
+    def get_state(self, node: Node) -> str:
+        return nodes.state(node, self.context.get("now") or timezone.now())
+
+    def get_free(self, node: Node) -> dict[str, Any]:
+        return nodes.free_of(node).to_dict()
+
+    def get_busy(self, node: Node) -> int:
+        return len(self._running(node))
+
     def get_running(self, node: Node) -> list[str]:
-        return list(
-            Task.objects.filter(lease__node=node, lease__ended=None)
-            .order_by("id")
-            .values_list("key", flat=True)
-        )
+        viewer: User | None = self.context.get("viewer")
+        if viewer is None or viewer.sees_everything or viewer.pk == node.owner_id:
+            return [key for key, _ in self._running(node)]
+        return [key for key, owner in self._running(node) if owner == viewer.pk]
 
 
 @extend_schema_serializer(many=False)
 class NodePageSerializer(serializers.Serializer[Any]):
     results = NodeSerializer(many=True)
+
+
+class NodeVerdictSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    state = serializers.CharField(help_text="as in the node list: down, unhealthy, draining, up")
+    takes = serializers.BooleanField(help_text="the node may take the task at its next claim")
+    never = serializers.BooleanField(
+        help_text="the node could not run it even idle and healthy (`why` says why)"
+    )
+    why = serializers.ListField(
+        child=serializers.CharField(), help_text="what keeps the node from taking it now"
+    )
+
+
+class WhySerializer(serializers.Serializer[Any]):
+    """Why a task waits: `pending.explain`."""
+
+    key = serializers.CharField()
+    state = serializers.ChoiceField(choices=[str(state) for state in State])
+    node = serializers.CharField(allow_null=True, help_text="where it runs, once claimed")
+    reason = serializers.CharField(allow_null=True, help_text="the task resource's `reason`")
+    position = serializers.IntegerField(
+        allow_null=True, help_text="1-based, in its owner's queue in claim order (queued only)"
+    )
+    queued = serializers.IntegerField(help_text="how many tasks its owner has queued")
+    never = serializers.BooleanField(help_text="no registered node could ever run it")
+    nodes = NodeVerdictSerializer(many=True)
+
+
+def why_resource(explanation: pending.Explanation) -> dict[str, Any]:
+    task = explanation.task
+    return {
+        "key": task.key,
+        "state": task.state,
+        "node": task.node.name if task.node_id is not None and task.node else None,
+        "reason": explanation.reason,
+        "position": explanation.position,
+        "queued": explanation.queued,
+        "never": explanation.never,
+        "nodes": [
+            {
+                "name": verdict.name,
+                "state": verdict.state,
+                "takes": verdict.takes,
+                "never": verdict.never,
+                "why": list(verdict.why),
+            }
+            for verdict in explanation.nodes
+        ],
+    }
 
 
 class LeaseSerializer(serializers.ModelSerializer[Lease]):

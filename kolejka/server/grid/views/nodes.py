@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.db.models import QuerySet
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -24,8 +25,8 @@ from ..inputs import (
     ResultRequest,
     node_name,
 )
-from ..models import Lease, Node
-from ..permissions import ADMINS, FOREMEN, NODE_READERS, Roles, user_of
+from ..models import Lease, Node, Role
+from ..permissions import ADMINS, EVERYONE, FOREMEN, Roles, user_of
 from ..serializers import (
     ClaimSerializer,
     HeartbeatSerializer,
@@ -39,15 +40,17 @@ from .base import GridViewSet
 
 
 class NodeViewSet(GridViewSet):
-    """``nodes/``: a foreman registers its nodes and claims tasks for them; admins drain."""
+    """``nodes/``: a foreman registers its nodes and claims tasks for them; everyone lists them;
+    admins drain and forget them."""
 
     lookup_field = "name"
     lookup_pattern = re.compile(r"[^\x00/]{1,255}")
     missing = "no such node; register it first (PUT /api/v1/nodes/{name}/)"
     roles: ClassVar[dict[str, Roles]] = {
-        "list": NODE_READERS,
+        "list": EVERYONE,
         "update": FOREMEN,
         "drain": ADMINS,
+        "destroy": ADMINS,
         "health": FOREMEN,
         "claim": FOREMEN,
     }
@@ -55,11 +58,15 @@ class NodeViewSet(GridViewSet):
     def get_queryset(self) -> QuerySet[Node]:
         user = user_of(self.request)
         found = Node.objects.order_by("name")
-        return found if user.sees_everything else found.filter(owner=user)
+        return found.filter(owner=user) if user.role == Role.FOREMAN else found
+
+    def shown(self, node: Node | QuerySet[Node], many: bool = False) -> Any:
+        context = {"viewer": user_of(self.request), "now": timezone.now()}
+        return NodeSerializer(node, many=many, context=context).data
 
     @extend_schema(responses=NodePageSerializer)
     def list(self, request: Request) -> Response:
-        return Response({"results": NodeSerializer(self.get_queryset(), many=True).data})
+        return Response({"results": self.shown(self.get_queryset(), many=True)})
 
     @extend_schema(request=NodeRequest, responses=NodeSerializer)
     def update(self, request: Request, name: str) -> Response:
@@ -73,27 +80,34 @@ class NodeViewSet(GridViewSet):
             data.get("tags", []),
             data["slots"],
         )
-        return Response(NodeSerializer(node).data)
+        return Response(self.shown(node))
 
     @extend_schema(request=DrainRequest, responses=NodeSerializer)
     @action(detail=True, methods=["post"])
     def drain(self, request: Request, name: str) -> Response:
         node = nodes.node_of(user_of(request), self.lookup())
         node = nodes.drain(node, self.body(DrainRequest)["drain"])
-        return Response(NodeSerializer(node).data)
+        return Response(self.shown(node))
+
+    @extend_schema(request=None, responses={204: None})
+    def destroy(self, request: Request, name: str) -> Response:
+        nodes.forget(nodes.node_of(user_of(request), self.lookup()))
+        return Response(status=204)
 
     @extend_schema(request=HealthRequest, responses=NodeSerializer)
     @action(detail=True, methods=["post"])
     def health(self, request: Request, name: str) -> Response:
         node = nodes.node_of(user_of(request), self.lookup(), admins=False)
         node = health.report(node, self.body(HealthRequest)["problems"])
-        return Response(NodeSerializer(node).data)
+        return Response(self.shown(node))
 
     @extend_schema(request=ClaimRequest, responses=ClaimSerializer)
     @action(detail=True, methods=["post"])
     def claim(self, request: Request, name: str) -> Response:
         node = nodes.node_of(user_of(request), self.lookup(), admins=False)
         data = self.body(ClaimRequest)
+        # Seen when the claim starts as well as when it ends: a long-poll is no silence.
+        nodes.seen(node)
         free = data.get("free") or nodes.free_of(node)
         idle = data.get("idle")
         claimed = polls.claim(node, free, nodes.idle(node) if idle is None else idle, data["wait"])

@@ -38,7 +38,9 @@ from ..serializers import (
     BatchSummarySerializer,
     TaskPageSerializer,
     TaskSerializer,
+    WhySerializer,
     task_resource,
+    why_resource,
 )
 from .base import GridViewSet
 
@@ -63,6 +65,7 @@ class TaskViewSet(GridViewSet):
         "batch": SUBMITTERS,
         "retrieve": READERS,
         "result": READERS,
+        "why": READERS,
         "destroy": SUBMITTERS,
         "cancel": SUBMITTERS,
         "retry": SUBMITTERS,
@@ -160,6 +163,11 @@ class TaskViewSet(GridViewSet):
         if task.state != State.DONE:
             raise NotFinished(f"the task is {task.state}, it has no result", state=task.state)
         return Response(task.result)
+
+    @extend_schema(responses=WhySerializer)
+    @action(detail=True, methods=["get"])
+    def why(self, request: Request, key: str) -> Response:
+        return Response(why_resource(pending.explain(self.get_object())))
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, key: str) -> Response:

@@ -14,9 +14,7 @@ def count_sizes(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        # Both leaves of main's 0005: this also joins them.
-        ('kolejka', '0005_task_reservation'),
-        ('kolejka', '0005_task_submission_key'),
+        ('kolejka', '0006_task_submission_key'),
     ]
 
     operations = [

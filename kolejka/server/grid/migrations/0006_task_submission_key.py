@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('kolejka', '0004_task_legacy'),
+        ('kolejka', '0005_task_reservation'),
     ]
 
     operations = [
