@@ -11,8 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from tqdm import tqdm
-
 from kolejka.common import Result, SpecError, Status
 from kolejka.common.states import TaskState
 
@@ -54,6 +52,8 @@ def about(subject: str) -> Iterator[None]:
 
 
 def _size(value: int | None) -> str:
+    from tqdm import tqdm  # here: only the image commands show sizes
+
     return "-" if value is None else tqdm.format_sizeof(value, "B", 1024)
 
 

@@ -10,8 +10,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-from tqdm import tqdm
-
 from kolejka.common.states import TaskState
 
 from .blobs import ProgressBar, ProgressFactory
@@ -71,6 +69,8 @@ class Output:
         )
 
         def make(description: str, total: int) -> ProgressBar:
+            from tqdm import tqdm  # here: most commands never draw a bar, and it costs 5 ms
+
             return tqdm(
                 total=total,
                 desc=description,

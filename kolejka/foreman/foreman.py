@@ -9,6 +9,7 @@ hands everything back at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -73,6 +74,7 @@ class Foreman:
             heartbeat=config.heartbeat,
         )
         self.running: dict[str, tuple[TaskRun, threading.Thread]] = {}
+        self.removing: list[str] = []  # the images of ended tasks whose containers remain
         self.changed = threading.Condition()
         self.stopping = threading.Event()
         self.started = 0
@@ -263,14 +265,26 @@ class Foreman:
         thread.start()
 
     def _work(self, run: TaskRun) -> None:
+        later = contextlib.ExitStack()
+        image = run.info.task.image if run.info.task else ""
         try:
-            execute(run, self.kit)
+            execute(run, self.kit, later)
         finally:
             self.ledger.release(run.demand, run.placement)
             with self.changed:
                 self.running.pop(run.lease.id, None)
+                self.removing.append(image)  # its dead container still holds the image
                 self.changed.notify_all()
+            # The slot is free and the next claim on its way: now remove the dead container.
+            # One that cannot be removed is swept when the foreman starts again.
+            try:
+                later.close()
+            except Exception:
+                log.exception("task %s: cannot remove its container", run.info.key)
+            with self.changed:
+                self.removing.remove(image)
                 in_use = {r.info.task.image for r, _ in self.running.values() if r.info.task}
+                in_use.update(self.removing)
             self._trim(in_use)
 
     def _trim(self, in_use: set[str]) -> None:

@@ -58,8 +58,9 @@ class ImageCache:
                 self._owned[name] = time.time()
                 self._save()
 
-    def ensure(self, name: str, max_size: int | None = None) -> None:
-        """Make image `name` present: as is, pulled, or loaded from the server's tarball.
+    def ensure(self, name: str, max_size: int | None = None) -> dict[str, Any]:
+        """Make image `name` present: as is, pulled, or loaded from the server's tarball; return
+        its inspect document (the task's worker takes it rather than inspecting it again).
 
         Raises `ImageUnavailableError` saying what was tried, also when the image is larger than
         `max_size` (the task's ``image`` limit).
@@ -67,36 +68,38 @@ class ImageCache:
         with self._lock:
             pulling = self._pulling.setdefault(name, threading.Lock())
         with pulling:  # one pull per image at a time; the others wait and then find it
-            if self._present(name):
+            found = self._inspect(name)
+            if found is not None:
                 self._touch(name, brought=False)
             else:
-                self._bring(name)
-            size = self._size(name)
+                found = self._bring(name)
+        size = int(found.get("Size") or 0)
         if max_size is not None and size > max_size:
             raise ImageUnavailableError(
                 f"image {name} is {size} bytes, more than the task's image limit of {max_size}"
             )
+        return found
 
-    def _present(self, name: str) -> bool:
+    def _inspect(self, name: str) -> dict[str, Any] | None:
         try:
-            self.client.images.get(name)
+            attrs: dict[str, Any] = self.client.images.get(name).attrs
         except docker.errors.ImageNotFound:
-            return False
-        return True
+            return None
+        return attrs
 
     def _size(self, name: str) -> int:
         size: Any = self.client.images.get(name).attrs.get("Size", 0)
         return int(size)
 
-    def _bring(self, name: str) -> None:
+    def _bring(self, name: str) -> dict[str, Any]:
         try:
-            self.client.images.pull(name)
+            attrs: dict[str, Any] = self.client.images.pull(name).attrs
         except docker.errors.APIError as error:
             pull_error = str(error.explanation or error)
             log.info("pulling %s failed: %s", name, pull_error)
         else:
             self._touch(name, brought=True)
-            return
+            return attrs
         tarball = self.fetch_tarball(name) if self.fetch_tarball else None
         if tarball is None:
             raise ImageUnavailableError(
@@ -105,9 +108,11 @@ class ImageCache:
             )
         with open(tarball, "rb") as handle:
             self.client.images.load(handle)
-        if not self._present(name):
+        found = self._inspect(name)
+        if found is None:
             raise ImageUnavailableError(f"the server's tarball for {name} does not hold that image")
         self._touch(name, brought=True)
+        return found
 
     def trim(self, in_use: Collection[str] = ()) -> list[str]:
         """Remove least recently used images this cache brought in until they fit the budget.

@@ -7,14 +7,15 @@ when the lease was lost or the owner cancelled (the server has already moved on)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from kolejka.client import ClientError, Conflict, KolejkaClient, Lease, LeaseLost, TaskInfo
 from kolejka.common import (
@@ -49,6 +50,8 @@ class Runner(Protocol):
         placement: Placement,
         cancel: threading.Event,
         deadline: Deadline,
+        image: Mapping[str, Any],
+        later: contextlib.ExitStack,
     ) -> Result: ...
 
 
@@ -91,8 +94,9 @@ class Toolkit:
     heartbeat: float | None = None  # the lease renewal period; None: min(ttl / 3, 5 s)
 
 
-def execute(run: TaskRun, kit: Toolkit) -> None:
-    """Run `run` to its one report; never raises."""
+def execute(run: TaskRun, kit: Toolkit, later: contextlib.ExitStack) -> None:
+    """Run `run` to its one report; never raises. What need not delay the report (removing the
+    task's container) is left on `later`, for the caller to close once the slot is free."""
     client = kit.connect()
     beats = threading.Thread(
         target=_heartbeat, args=(run, kit.connect(), kit.heartbeat), daemon=True
@@ -100,7 +104,7 @@ def execute(run: TaskRun, kit: Toolkit) -> None:
     beats.start()
     folder = kit.tasks_dir / run.lease.id
     try:
-        result = _run(run, kit, client, folder)
+        result = _run(run, kit, client, folder, later)
         if run.stopped == "handed back":
             client.release(run.lease)
         elif run.stopped is not None:
@@ -133,7 +137,9 @@ def execute(run: TaskRun, kit: Toolkit) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run(run: TaskRun, kit: Toolkit, client: KolejkaClient, folder: Path) -> Result:
+def _run(
+    run: TaskRun, kit: Toolkit, client: KolejkaClient, folder: Path, later: contextlib.ExitStack
+) -> Result:
     task = run.info.task
     if task is None:
         raise SpecError("task", None, "the claim carried no task")
@@ -148,11 +154,17 @@ def _run(run: TaskRun, kit: Toolkit, client: KolejkaClient, folder: Path) -> Res
         local[name] = FileSpec(path=name)
     task.files = local
     save_task(task, task_dir)
-    kit.images.ensure(task.image, max_size=task.limits.image)
+    image = kit.images.ensure(task.image, max_size=task.limits.image)
     run.started.set()
     run.poke.set()
     return kit.runner(
-        task_dir, result_dir, placement=run.placement, cancel=run.cancel, deadline=run.deadline
+        task_dir,
+        result_dir,
+        placement=run.placement,
+        cancel=run.cancel,
+        deadline=run.deadline,
+        image=image,
+        later=later,
     )
 
 

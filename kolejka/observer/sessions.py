@@ -517,13 +517,14 @@ class Session:
             child.close()
         if self.cgroup.processes():
             self.kill(Reason.CLOSE)
-        self._wake.set()
         with self._lock:
             self._ended = self._ended or time.monotonic()
             report = self.report()
             self._state = State.CLOSED
             report.state = State.CLOSED
             self._final = report
+        # Only now: a watcher woken before the state changed would sleep a whole poll again.
+        self._wake.set()
         self._thread.join()
         self._wake.close()
         self.cgroup.remove()

@@ -7,6 +7,7 @@ invalid task refuses it without paying for it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from kolejka.common import KolejkaError
@@ -48,19 +49,26 @@ def client(url: str) -> docker.APIClient:
 
 
 def image_config(
-    api: docker.APIClient, image: str, policy: PullPolicy, max_size: int | None
+    api: docker.APIClient,
+    image: str,
+    policy: PullPolicy,
+    max_size: int | None,
+    known: Mapping[str, Any] | None = None,
 ) -> Any:
-    """The image's inspect document, pulling the image as `policy` says.
+    """The image's inspect document, pulling the image as `policy` says; `known`: the document
+    as the caller has just taken it, used as is unless `policy` says to pull always.
 
     Raise `ImageUnavailable` saying which image is missing and why it could not be pulled, or
     that it is larger than `max_size`.
     """
     from docker.errors import APIError, ImageNotFound
 
-    try:
-        found = api.inspect_image(image)
-    except ImageNotFound:
-        found = None
+    found: Any = known
+    if found is None or policy is PullPolicy.ALWAYS:
+        try:
+            found = api.inspect_image(image)
+        except ImageNotFound:
+            found = None
     if policy is PullPolicy.ALWAYS or (found is None and policy is PullPolicy.MISSING):
         try:
             _pull(api, image)

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -81,6 +81,8 @@ def execute(
     placement: Placement | None = None,
     cancel: threading.Event | None = None,
     deadline: Deadline | None = None,
+    image: Mapping[str, Any] | None = None,
+    later: contextlib.ExitStack | None = None,
 ) -> Result:
     """Run the task in `task_dir` and write its result (``kolejka_result.json`` and the output
     files) into `result_dir`, which must be missing or empty. Return the result.
@@ -89,16 +91,23 @@ def execute(
     gives the cores and GPUs the foreman assigned; `cancel`, when set, kills the task at once (the
     result is then ``SYSTEM_ERROR``, error ``cancelled``). `deadline`, when given, is handed to
     the task's session, which kills the task at that moment unless the caller extends it (a lease
-    the caller could not renew; ``SYSTEM_ERROR``). Whatever the task does, and whatever
-    fails in the platform, the verdict is in the result (``SYSTEM_ERROR`` says what failed):
-    the only exception raised for a task is `SpecError` (an invalid task: nothing was run and no
-    result written). `OSError` is raised if the result itself cannot be written. Nothing is left
-    behind: no container, cgroup, mount or temporary folder.
+    the caller could not renew; ``SYSTEM_ERROR``). `image`, when given, is the task's image's
+    inspect document as the caller has just taken it (the foreman, bringing the image in): the
+    worker then does not inspect the image again, unless its pull policy is ``always``.
+    `later`, when given, takes the removal of the task's container, which is otherwise done
+    before returning: the caller (the foreman) sends the result first, then closes `later`.
+    Whatever the task does, and whatever fails in the platform, the verdict is in the result
+    (``SYSTEM_ERROR`` says what failed): the only exception raised for a task is `SpecError` (an
+    invalid task: nothing was run and no result written). `OSError` is raised if the result
+    itself cannot be written. Nothing is left behind (once `later` is closed): no container,
+    cgroup, mount or temporary folder.
     """
     task_path, result_path = Path(task_dir), Path(result_dir)
     task = load_task(task_path)
     _check_result_dir(result_path)
-    result = _Run(task, task_path, result_path, config, placement, cancel, deadline).run()
+    result = _Run(
+        task, task_path, result_path, config, placement, cancel, deadline, image, later
+    ).run()
     save_result(result, result_path)
     return result
 
@@ -194,8 +203,12 @@ class _Run:
         placement: Placement | None,
         cancel: threading.Event | None,
         deadline: Deadline | None,
+        image: Mapping[str, Any] | None = None,
+        later: contextlib.ExitStack | None = None,
     ) -> None:
         self.task = task
+        self.image = image
+        self.later = later
         self.deadline = deadline
         self.task_dir = task_dir
         self.result_dir = result_dir
@@ -258,7 +271,9 @@ class _Run:
         )
         api = engine.client(config.docker_url)
         try:
-            image = engine.image_config(api, task.image, config.pull, limits.image)
+            image = engine.image_config(
+                api, task.image, config.pull, limits.image, known=self.image
+            )
         except engine.ImageUnavailable as error:
             raise _Platform(str(error)) from error
         self._check_cancel()
@@ -293,7 +308,8 @@ class _Run:
             root=root,
         )
         container = api.create_container_from_config(container_config(task, plan), name)["Id"]
-        undo.callback(_remove_container, api, container)
+        # Once the session is closed the container is dead: its removal (~15 ms) may wait.
+        (self.later or undo).callback(_remove_container, api, container)
         if root and not config.storage_opt:
             storage = limits.storage or DEFAULT_LIMITS.storage or workspace_size
             try:

@@ -58,9 +58,9 @@ def saved(client, name, path):
 def test_it_uses_an_image_that_is_present(client, make_image, tmp_path):
     name = make_image()
     cache = ImageCache(client, tmp_path / "images.json", budget=2**30)
-    cache.ensure(name)
+    found = cache.ensure(name)  # the inspect document the task's worker takes
+    assert found["Id"] == client.images.get(name).id and name in found["RepoTags"]
     assert cache.trim() == []  # not brought by the cache: never its to remove
-    assert client.images.get(name)
 
 
 def test_it_says_what_it_tried_when_an_image_cannot_be_had(client, tmp_path):
@@ -82,9 +82,9 @@ def test_it_loads_the_servers_tarball_when_pulling_fails(client, make_image, tmp
         return tarball
 
     cache = ImageCache(client, tmp_path / "images.json", budget=2**30, fetch_tarball=fetch)
-    cache.ensure(name)
+    found = cache.ensure(name)
     assert asked == [name]
-    assert client.images.get(name)
+    assert found["Id"] == client.images.get(name).id
 
 
 def test_it_refuses_an_image_above_the_tasks_image_limit(client, make_image, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from kolejka.common import Limits
 from kolejka.observer.cgroups import Hierarchy
-from kolejka.observer.sessions import Reason, Session, State
+from kolejka.observer.sessions import RUN_POLL_MAX, Reason, Session, State
 
 from ..worker.helpers import wait_for
 
@@ -131,6 +132,44 @@ def test_it_closes_idempotently_and_removes_the_group_everywhere(session):
     assert program.wait() == -9
     assert first.killed is Reason.CLOSE
     assert watched.close() is first
+
+
+def _looks_at_once(session: Session) -> None:
+    """Force the worst interleaving on `session`: whoever wakes its watcher waits until the
+    watcher has looked at the session (and slept again, or stopped watching)."""
+    waker, looked = session._wake, threading.Event()
+    wait, wake, done = waker.wait, waker.set, session._keep_dead
+
+    def waiting(timeout: float, pidfd: int | None = None) -> bool:
+        looked.set()
+        return wait(timeout, pidfd)
+
+    def waking() -> None:
+        looked.clear()
+        wake()
+        assert looked.wait(10), "the watcher did not look"
+
+    def stopped() -> None:
+        looked.set()
+        done()
+
+    waker.wait, waker.set, session._keep_dead = waiting, waking, stopped
+
+
+@pytest.mark.parametrize("attached", [True, False], ids=["running", "waiting"])
+def test_it_closes_without_waiting_out_its_watcher_s_poll(session, attached):
+    # The watcher sleeps up to RUN_POLL_MAX between looks; close wakes it and joins it. Woken
+    # before the session was marked closed, it found it open and slept a whole poll again.
+    watched = session(Limits(time=30))
+    if attached:
+        program = Program("pass")
+        watched.attach(program.process.pid)
+        program.go()
+        assert program.wait() == 0
+    _looks_at_once(watched)
+    start = time.monotonic()
+    assert watched.close().state is State.CLOSED
+    assert time.monotonic() - start < RUN_POLL_MAX / 2
 
 
 def test_it_kills_a_session_at_its_deadline(session):

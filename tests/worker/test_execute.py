@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 
+import docker
 import pytest
 
 from kolejka.common import SpecError, Status
 from kolejka.worker import WorkerConfig, execute
 
-from .helpers import DEBIAN, make_task
+from .helpers import BUSYBOX, DEBIAN, make_task
 
 
 def test_it_runs_a_task_and_writes_its_result(any_run):
@@ -198,6 +200,25 @@ def test_it_refuses_an_image_larger_than_the_image_limit(run):
     outcome = run(args=["true"], limits={"image": "1K"})
     assert outcome.status is Status.SYSTEM_ERROR
     assert "larger than limits.image 1K" in (outcome.result.error or "")
+
+
+def test_it_takes_the_image_s_inspect_document_from_its_caller(run):
+    found = docker.from_env().api.inspect_image(BUSYBOX)
+    task = {"args": ["true"], "limits": {"image": "1G"}}
+    assert run.run_folder(make_task(run.folder() / "task", **task), image=found).status is Status.OK
+    # Not inspected again: a document saying the image is larger than the limit is believed.
+    found["Size"] = 2**40
+    outcome = run.run_folder(make_task(run.folder() / "task", **task), image=found)
+    assert outcome.status is Status.SYSTEM_ERROR
+    assert "larger than limits.image 1G" in (outcome.result.error or "")
+
+
+def test_it_leaves_removing_the_container_to_its_caller_when_asked(run, clean):
+    with contextlib.ExitStack() as later:
+        outcome = run.run_folder(make_task(run.folder() / "task", args=["true"]), later=later)
+        assert outcome.status is Status.OK
+        assert len(clean.containers()) == 1  # the result is written, the dead container kept
+    assert clean.containers() == []
 
 
 def test_it_waits_for_a_program_that_closes_its_output_early(run):
