@@ -11,7 +11,7 @@ from kolejka import __version__
 from kolejka.common import SpecError
 from kolejka.common.states import TaskState
 
-from . import commands
+from . import batch_commands, commands
 from .errors import AuthenticationFailed, ClientError
 from .exits import EXIT_CODES, INTERRUPTED, USAGE
 from .output import Output
@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     image_put.add_argument("tarball", metavar="TARBALL", help="its `docker save` tarball")
     image_list = _command(image_commands, "list", commands.image_list, common)
     image_list.add_argument("--name", metavar="NAME", help="only this image")
+
+    batch_commands.add_parsers(top, _command, common)
 
     node = top.add_parser("node", help="list the nodes; drain, undrain and forget them (admins)")
     node_commands = node.add_subparsers(title="commands", metavar="COMMAND", required=True)

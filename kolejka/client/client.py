@@ -20,7 +20,7 @@ import requests
 from kolejka.common import Result, Task, load_task
 from kolejka.common.states import TaskState
 
-from . import blobs, folders
+from . import arrays, blobs, folders
 from .blobs import Blob, ProgressFactory
 from .config import Settings, load_settings
 from .errors import ClientError, ConfigError
@@ -304,7 +304,8 @@ class KolejkaClient(NodeApi):
         return TaskInfo.from_dict(self.transport.json("POST", f"tasks/{key}/cancel/", safe=True))
 
     def retry(self, key: str) -> TaskInfo:
-        """Queue a `failed` or `cancelled` task again. Raises `Conflict` otherwise."""
+        """Run a task that did not succeed (`failed`, `cancelled`, or `done` without an OK
+        verdict) again in place. Raises `Conflict` otherwise."""
         return TaskInfo.from_dict(self.transport.json("POST", f"tasks/{key}/retry/"))
 
     def delete(self, key: str) -> None:
@@ -357,8 +358,72 @@ class KolejkaClient(NodeApi):
         return self.finish(self.wait(info.key, timeout=timeout, on_change=on_change), result_folder)
 
     def batch(self, batch: str) -> BatchProgress:
-        """How many tasks of the batch are in each state."""
+        """The batch: its tasks counted by state and by verdict, and its times."""
         return BatchProgress.from_dict(self.transport.json("GET", f"batches/{batch}/"))
+
+    def submit_array(
+        self,
+        tasks: Iterable[Task],
+        folder: PathLike,
+        *,
+        priority: int = 0,
+        on_page: Callable[[int], None] | None = None,
+    ) -> str:
+        """Queue `tasks` (their path files in `folder`) as one batch of any size, streamed in
+        pages and queued all at once at the end; return the batch's key (`arrays.submit`)."""
+        return arrays.submit(self.transport, tasks, Path(folder), priority, on_page)
+
+    def batches(
+        self, *, state: str | None = None, owner: str | None = None, limit: int | None = None
+    ) -> Iterator[BatchProgress]:
+        """The caller's batches, newest first (without counts: `batch` has them)."""
+        params = {key: value for key, value in (("state", state), ("owner", owner)) if value}
+        count = 0
+        cursor: str | None = None
+        while True:
+            page_size = 1000 if limit is None else max(1, min(1000, limit - count))
+            query = {**params, "limit": page_size, **({"cursor": cursor} if cursor else {})}
+            page = self.transport.json("GET", "batches/", params=query)
+            for item in page.get("results") or []:
+                if limit is not None and count >= limit:
+                    return
+                count += 1
+                yield BatchProgress.from_dict(item)
+            cursor = page.get("next")
+            if not cursor or (limit is not None and count >= limit):
+                return
+
+    def batch_tasks(self, batch: str) -> Iterator[TaskInfo]:
+        """Every task of the batch, with its result once done."""
+        return arrays.batch_tasks(self.transport, batch)
+
+    def rerun_batch(self, batch: str, which: str, verdicts: Iterable[str] = ()) -> int:
+        """Run finished tasks of the batch again in place: ``failed`` (every one without an OK
+        verdict), ``all``, or ``verdict`` (those with one of `verdicts`); return how many."""
+        answer = self.transport.json(
+            "POST", f"batches/{batch}/rerun/", json={"which": which, "verdicts": list(verdicts)}
+        )
+        return int(answer["changed"])
+
+    def cancel_batch(self, batch: str) -> int:
+        """Cancel the batch's unfinished tasks; return how many."""
+        answer = self.transport.json("POST", f"batches/{batch}/cancel/", safe=True)
+        return int(answer["changed"])
+
+    def purge_batch(self, batch: str) -> None:
+        """Delete the batch, its tasks and their results."""
+        self.transport.request("DELETE", f"batches/{batch}/")
+
+    def fetch_batch(
+        self,
+        batch: str,
+        folder: PathLike,
+        *,
+        workers: int = arrays.WORKERS,
+        on_task: Callable[[], object] | None = None,
+    ) -> arrays.Fetched:
+        """Write every result of the batch into ``folder/<position>/`` (`arrays.fetch`)."""
+        return arrays.fetch(self.transport, batch, Path(folder), workers, on_task)
 
     # Schedules
 

@@ -30,6 +30,10 @@ def _int(value: object, default: int = 0) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
+def _optional_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -55,6 +59,8 @@ class TaskInfo:
     reason: str | None  # why a queued task waits (its last failure, no node can run it, ...)
     task: Task | None
     result: Result | None
+    position: int | None  # its place in its batch, 0 for the first
+    history: list[Mapping[str, Any]]  # earlier runs of a task run again in place, oldest first
     raw: Mapping[str, Any] = field(repr=False)
 
     @classmethod
@@ -81,6 +87,10 @@ class TaskInfo:
             reason=_str(document.get("reason")),
             task=Task.from_dict(spec) if spec is not None else None,
             result=Result.from_dict(result) if result is not None else None,
+            position=document.get("position")
+            if isinstance(document.get("position"), int)
+            else None,
+            history=[item for item in document.get("history") or [] if isinstance(item, Mapping)],
             raw=document,
         )
 
@@ -106,23 +116,63 @@ class Batch:
 
 @dataclass
 class BatchProgress:
-    """How many tasks of a batch are in each state."""
+    """A batch: `state` ``open`` (taking pages, nothing runs) or ``sealed``; its tasks by state
+    and, for the done ones, by verdict; when it was sealed and its last task finished."""
 
     batch: str
     total: int
     states: dict[str, int]
     raw: Mapping[str, Any] = field(repr=False)
+    state: str = "sealed"
+    owner: str | None = None
+    verdicts: dict[str, int] = field(default_factory=dict)
+    created: datetime | None = None
+    sealed: datetime | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
 
     @classmethod
     def from_dict(cls, data: object) -> BatchProgress:
         document = _document(data, "a batch")
         states = document.get("states") or {}
+        verdicts = document.get("verdicts") or {}
         return cls(
             batch=str(document.get("batch")),
             total=_int(document.get("total")),
             states={str(key): _int(value) for key, value in states.items()},
             raw=document,
+            state=str(document.get("state") or "sealed"),
+            owner=_str(document.get("owner")),
+            verdicts={str(key): _int(value) for key, value in verdicts.items()},
+            created=_time(document.get("created")),
+            sealed=_time(document.get("sealed")),
+            started=_time(document.get("started")),
+            finished=_time(document.get("finished")),
         )
+
+    @property
+    def final(self) -> int:
+        """Tasks done, failed or cancelled."""
+        final = {str(state) for state in TaskState if state.final}
+        return sum(n for state, n in self.states.items() if state in final)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.final / self.total if self.total else 0.0
+
+    def elapsed(self, now: datetime) -> float | None:
+        """Seconds from sealing to the last task's end (to `now` while tasks remain)."""
+        if self.sealed is None:
+            return None
+        end = self.finished if self.final == self.total and self.finished else now
+        return max(0.0, (end - self.sealed).total_seconds())
+
+    def eta(self, now: datetime) -> float | None:
+        """Seconds until the last task ends at the rate so far; `None` before any ended."""
+        elapsed = self.elapsed(now)
+        if elapsed is None or not self.final:
+            return None
+        return elapsed / self.final * (self.total - self.final)
 
 
 @dataclass

@@ -113,8 +113,11 @@ def test_it_fails_at_once_when_the_foreman_says_not_to_retry(grid: Server):
     lease = claim(fred, "n1")["lease"]["id"]
     answer = fred.post(f"leases/{lease}/fail/", json={"error": "no such image", "retry": False})
     assert answer.json()["state"] == "failed"
-    retried = alice.post(f"tasks/{task['key']}/retry/")
-    assert retried.json()["state"] == "queued" and retried.json()["attempts"] == 0
+    retried = alice.post(f"tasks/{task['key']}/retry/").json()
+    # Run again in place: the failed attempt is counted and kept, as many are ahead as at first.
+    assert retried["state"] == "queued" and retried["attempts"] == 1
+    assert retried["max_attempts"] == 1 + task["max_attempts"]
+    assert retried["history"][0]["error"] == "no such image"
 
 
 def test_it_takes_a_released_task_back_without_counting_the_attempt(grid: Server):

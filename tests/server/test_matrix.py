@@ -30,8 +30,8 @@ YEARLY = {"cron": "0 0 1 1 *", "task": spec(**UNCLAIMABLE)}  # no tick while the
 @dataclass
 class World:
     """One of each object, fresh: alice's input blob, her task fred holds under a lease, a
-    done, a cancelled and a queued task, a batch, a schedule, and fred's spare node that holds
-    nothing."""
+    done, a cancelled and a queued task, a batch, an open batch of one task, a schedule, and
+    fred's spare node that holds nothing."""
 
     blob: str
     leased: str
@@ -40,6 +40,7 @@ class World:
     cancelled: str
     queued: str
     batch: str
+    open_batch: str
     schedule: str
     spare: str
 
@@ -59,6 +60,9 @@ def make_world(server: Server) -> World:
     queued = submit(alice, **UNCLAIMABLE)["key"]
     batch = alice.post("tasks/batch/", json={"tasks": [{"task": spec(**UNCLAIMABLE)}]})
     assert batch.status_code == 201, batch.text
+    opened = alice.post("batches/", json={}).json()["batch"]
+    added = alice.post(f"batches/{opened}/tasks/", json=page(0))
+    assert added.status_code == 201, added.text
     schedule = alice.post("schedules/", json=YEARLY)
     assert schedule.status_code == 201, schedule.text
     return World(
@@ -69,9 +73,14 @@ def make_world(server: Server) -> World:
         cancelled,
         queued,
         batch.json()["batch"],
+        opened,
         schedule.json()["key"],
         register(fred, f"spare-{os.urandom(4).hex()}")["name"],
     )
+
+
+def page(start: int) -> dict[str, Any]:
+    return {"start": start, "tasks": [{"task": spec(**UNCLAIMABLE)}]}
 
 
 @dataclass
@@ -202,6 +211,47 @@ ROWS = {
     "result": Row("GET", lambda w: f"tasks/{w.done}/result/", tasks_of(200, 404, 403, 200, 200)),
     "why": Row("GET", lambda w: f"tasks/{w.queued}/why/", tasks_of(200, 404, 403, 200, 200)),
     "batch": Row("GET", lambda w: f"batches/{w.batch}/", tasks_of(200, 404, 403, 200, 200)),
+    "batch list": Row("GET", lambda w: "batches/", tasks_of(200, 200, 403, 200, 200)),
+    "batch open": Row(
+        "POST", lambda w: "batches/", tasks_of(201, 201, 403, 403, 201), body=lambda w, c: {}
+    ),
+    "batch page": Row(
+        "POST",
+        lambda w: f"batches/{w.open_batch}/tasks/",
+        tasks_of(201, 404, 403, 403, 201),
+        body=lambda w, c: page(1),
+        changes=True,
+    ),
+    "batch seal": Row(
+        "POST",
+        lambda w: f"batches/{w.open_batch}/seal/",
+        tasks_of(200, 404, 403, 403, 200),
+        changes=True,
+    ),
+    "batch rerun": Row(
+        "POST",
+        lambda w: f"batches/{w.batch}/rerun/",
+        tasks_of(200, 404, 403, 403, 200),
+        body=lambda w, c: {"which": "all"},
+    ),
+    "batch cancel": Row(
+        "POST",
+        lambda w: f"batches/{w.batch}/cancel/",
+        tasks_of(200, 404, 403, 403, 200),
+        changes=True,
+    ),
+    "batch purge": Row(
+        "DELETE",
+        lambda w: f"batches/{w.batch}/",
+        tasks_of(204, 404, 403, 403, 204),
+        changes=True,
+    ),
+    "blob bundle": Row(
+        "POST",
+        lambda w: "blobs/bundle/",
+        {"alice": 200, "bob": 404, "fred": 200, "gina": 404, "ivan": 200, "ada": 200},
+        body=lambda w, c: {"references": [w.blob]},
+    ),
     "schedule list": Row("GET", lambda w: "schedules/", tasks_of(200, 200, 403, 200, 200)),
     "schedule add": Row(
         "POST", lambda w: "schedules/", tasks_of(201, 201, 403, 403, 201), body=lambda w, c: YEARLY

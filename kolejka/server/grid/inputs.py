@@ -9,7 +9,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from kolejka.common import Capacity, Limits, Result, TaskState
+from kolejka.common import Capacity, Limits, Result, Status, TaskState
 from kolejka.common import Task as TaskSpec
 from kolejka.common.blobs import is_reference
 
@@ -83,6 +83,47 @@ class ScheduleRequest(StrictSerializer):
 
 class BatchSubmitRequest(StrictSerializer):
     tasks = SubmitRequest(many=True, allow_empty=False, max_length=MAX_BATCH)  # type: ignore[call-arg]
+
+
+class BatchOpenRequest(StrictSerializer):
+    """Opening a batch takes no fields: its pages bring the tasks."""
+
+
+class BatchPageRequest(StrictSerializer):
+    start = StrictIntegerField(
+        min_value=0,
+        max_value=2**31 - 1,
+        help_text="the position of the page's first task: the batch's size so far",
+    )
+    tasks = SubmitRequest(many=True, allow_empty=False, max_length=MAX_BATCH)  # type: ignore[call-arg]
+
+
+class BatchRerunRequest(StrictSerializer):
+    which = serializers.ChoiceField(
+        choices=["failed", "all", "verdict"],
+        help_text="failed: every task that did not end with an OK verdict; all: every finished "
+        "task; verdict: the done tasks with one of `verdicts`",
+    )
+    verdicts = serializers.ListField(
+        child=serializers.ChoiceField(choices=[str(status) for status in Status]),
+        required=False,
+        default=list,
+        max_length=len(Status),
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["which"] == "verdict" and not attrs["verdicts"]:
+            raise serializers.ValidationError({"verdicts": ["name at least one verdict"]})
+        return attrs
+
+
+class BundleRequest(StrictSerializer):
+    references = serializers.ListField(
+        child=StrictCharField(validators=[_reference]),
+        allow_empty=False,
+        max_length=MAX_BATCH,
+        help_text="the blobs wanted, in order",
+    )
 
 
 class CapacityField(SpecField[Capacity]):
@@ -208,6 +249,21 @@ class ResultWaitQuery(StrictSerializer):
     wait = WaitField(
         help_text="long-poll: seconds to wait for the task to finish; the server cuts it to its "
         "maximum (the Kolejka-Max-Wait header)"
+    )
+
+
+class BatchListQuery(StrictSerializer):
+    state = serializers.ChoiceField(choices=["open", "sealed"], required=False, allow_blank=True)
+    owner = serializers.CharField(
+        required=False, allow_blank=True, max_length=150, help_text="inspectors and admins"
+    )
+    limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=1000)
+    cursor = serializers.RegexField(
+        r"^[0-9]{1,18}$",
+        required=False,
+        allow_blank=True,
+        help_text="the `next` of the previous page",
+        error_messages={"invalid": "is not a cursor this server gave"},
     )
 
 

@@ -100,10 +100,21 @@ def new_task_key() -> str:
     return "t-" + secrets.token_hex(10)
 
 
+class BatchState(models.TextChoices):
+    OPEN = "open"  # pages of tasks are being added; none of them is visible or claimable yet
+    SEALED = "sealed"  # complete: its tasks are queued and run
+
+
 class Batch(models.Model):
+    """Tasks submitted together. An open batch takes pages of tasks (`batches.add_page`), which
+    stay `STAGED` until it is sealed: then all of them are queued in one transaction."""
+
     key = models.CharField(max_length=32, unique=True, default=new_batch_key)
     owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="batches")
     created = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=8, choices=BatchState.choices, default=BatchState.SEALED)
+    size = models.PositiveIntegerField(default=0)  # tasks added so far: the next position
+    sealed = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "batches"
@@ -114,7 +125,11 @@ class Batch(models.Model):
 
 # The states are the API's, from kolejka.common; the labels are the admin's.
 State = TaskState
+# A task of a batch that is still open: the server's own state, never shown by the API (which
+# hides the task), never claimed (claims read only `queued` rows).
+STAGED = "staged"
 STATE_CHOICES = [(str(state), state.name.capitalize()) for state in TaskState]
+STATE_CHOICES.append((STAGED, "Staged"))
 ACTIVE = tuple(state for state in TaskState if state.active)
 FINISHED = tuple(state for state in TaskState if state.final)
 
@@ -131,6 +146,8 @@ class Task(models.Model):
     batch = models.ForeignKey(
         Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
     )
+    # The task's place in its batch (0 for the first), which names its result in `batch get`.
+    position = models.PositiveIntegerField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=3)
     node = models.ForeignKey(
@@ -161,6 +178,9 @@ class Task(models.Model):
     )
     avoid_until = models.DateTimeField(null=True, blank=True)
     last_failure = models.TextField(null=True, blank=True)
+    # Earlier runs of a task run again in place (`transitions.rerun`): their state, error,
+    # result and attempts, oldest first. Their output files stay, so the results stay readable.
+    history = models.JSONField(default=list, blank=True)
     # A wide task first in line that does not fit its node yet holds `reserved_node`
     # (`reservations.py`): no later task may take the cores it waits for unless it ends by
     # `reserved_start` (null: not known). Other nodes pass over it while `reserved_until` is ahead.
@@ -178,6 +198,12 @@ class Task(models.Model):
 
     class Meta:
         constraints = (
+            # A batch's tasks in order, once each: pages of a batch cannot overlap.
+            models.UniqueConstraint(
+                fields=["batch", "position"],
+                condition=Q(position__isnull=False),
+                name="task_position_once",
+            ),
             models.UniqueConstraint(
                 fields=["owner", "submission_key"],
                 condition=Q(submission_key__isnull=False),

@@ -22,6 +22,7 @@ class TaskSerializer(serializers.Serializer[Any]):
     state = serializers.ChoiceField(choices=[str(state) for state in State])
     priority = serializers.IntegerField()
     batch = serializers.CharField(allow_null=True)
+    position = serializers.IntegerField(allow_null=True, help_text="its place in its batch")
     attempts = serializers.IntegerField()
     max_attempts = serializers.IntegerField()
     node = serializers.CharField(allow_null=True)
@@ -35,6 +36,11 @@ class TaskSerializer(serializers.Serializer[Any]):
     )
     task = serializers.JSONField(help_text="kolejka_task.json, files as references")
     result = serializers.JSONField(allow_null=True, help_text="kolejka_result.json once done")
+    history = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="earlier runs of a task run again in place, oldest first: their state, "
+        "attempts, finished, error and result",
+    )
 
 
 def task_resource(
@@ -50,6 +56,7 @@ def task_resource(
         "state": task.state,
         "priority": task.priority,
         "batch": task.batch.key if task.batch_id is not None and task.batch else None,
+        "position": task.position,
         "attempts": task.attempts,
         "max_attempts": task.max_attempts,
         "node": task.node.name if task.node_id is not None and task.node else None,
@@ -61,6 +68,7 @@ def task_resource(
         "reason": pending.reason(task, reasons) if reason else None,
         "task": task.spec,
         "result": task.result,
+        "history": task.history,
     }
 
 
@@ -75,10 +83,37 @@ class BatchCreatedSerializer(serializers.Serializer[Any]):
     tasks = TaskSerializer(many=True)
 
 
-class BatchSerializer(serializers.Serializer[Any]):
+class BatchSummarySerializer(serializers.Serializer[Any]):
     batch = serializers.CharField()
+    owner = serializers.CharField()
+    state = serializers.ChoiceField(
+        choices=["open", "sealed"], help_text="open: taking pages, nothing runs; sealed: queued"
+    )
     total = serializers.IntegerField()
+    created = serializers.DateTimeField()
+    sealed = serializers.DateTimeField(allow_null=True)
+
+
+class BatchSerializer(BatchSummarySerializer):
     states = serializers.DictField(child=serializers.IntegerField())
+    verdicts = serializers.DictField(
+        child=serializers.IntegerField(), help_text="the done tasks by result status"
+    )
+    started = serializers.DateTimeField(allow_null=True, help_text="when its first task started")
+    finished = serializers.DateTimeField(
+        allow_null=True, help_text="when its last finished task finished"
+    )
+
+
+@extend_schema_serializer(many=False)
+class BatchPageSerializer(serializers.Serializer[Any]):
+    results = BatchSummarySerializer(many=True)
+    next = serializers.CharField(allow_null=True)
+
+
+class BatchChangedSerializer(serializers.Serializer[Any]):
+    batch = serializers.CharField()
+    changed = serializers.IntegerField(help_text="how many of its tasks it changed")
 
 
 class ScheduleSerializer(serializers.Serializer[Any]):

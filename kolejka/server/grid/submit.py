@@ -1,4 +1,5 @@
-"""Submitting tasks: the common format's checks, blob access, and one transaction per batch."""
+"""Submitting tasks: the common format's checks, blob access, and one transaction per batch (or
+per page of an open batch: `batches`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from kolejka.common import Task as TaskSpec
 
 from . import backlog, blobs, wakeup
 from .errors import Conflict, Forbidden, Invalid
-from .models import Batch, Role, Task, TaskFile, User
+from .models import Batch, Role, State, Task, TaskFile, User
 
 
 @dataclass(frozen=True)
@@ -55,16 +56,25 @@ def check_blobs(user: User, submissions: list[Submission]) -> set[str]:
     return wanted
 
 
-def _row(
-    user: User, item: Submission, batch: Batch | None, legacy: bool, key: str | None = None
+def row(
+    user: User,
+    item: Submission,
+    batch: Batch | None,
+    position: int | None = None,
+    state: str = State.QUEUED,
+    legacy: bool = False,
+    key: str | None = None,
 ) -> Task:
+    """The new task row of `item`."""
     spec = item.spec
     return Task(
         owner=user,
+        state=state,
         legacy=legacy,
         submission_key=key,
         priority=item.priority,
         batch=batch,
+        position=position,
         max_attempts=settings.MAX_ATTEMPTS,
         spec=spec.to_dict(),
         need_cpus=spec.limits.cpus,
@@ -94,18 +104,29 @@ def submit(
             # Garbage collection took a blob between the check and now.
             check_blobs(user, submissions)
             raise Invalid("a file of the task was deleted meanwhile; upload it again")
-        group = Batch.objects.create(owner=user) if batch else None
+        group = (
+            Batch.objects.create(owner=user, size=len(submissions), sealed=now) if batch else None
+        )
+        positions = range(len(submissions)) if batch else [None] * len(submissions)
         tasks = Task.objects.bulk_create(
-            [_row(user, item, group, legacy, key) for item in submissions]
+            [
+                row(user, item, group, at, legacy=legacy, key=key)
+                for item, at in zip(submissions, positions, strict=True)
+            ]
         )
-        TaskFile.objects.bulk_create(
-            TaskFile(task=task, blob_id=str(file.reference), name=name)
-            for task, item in zip(tasks, submissions, strict=True)
-            for name, file in item.spec.files.items()
-        )
+        add_files(tasks, submissions)
         backlog.add(Counter((user.pk, task.priority) for task in tasks))
         wakeup.notify(wakeup.QUEUE)
     return group, tasks
+
+
+def add_files(tasks: list[Task], submissions: list[Submission]) -> None:
+    """The input-file rows of newly created `tasks` (blob access and garbage collection)."""
+    TaskFile.objects.bulk_create(
+        TaskFile(task=task, blob_id=str(file.reference), name=name)
+        for task, item in zip(tasks, submissions, strict=True)
+        for name, file in item.spec.files.items()
+    )
 
 
 def submit_once(user: User, item: Submission, key: str | None) -> tuple[Task, bool]:

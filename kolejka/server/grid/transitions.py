@@ -3,11 +3,15 @@ transaction, on a task row the caller has locked (or, on SQLite, under the write
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import TypeVar
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Model, QuerySet
+
+from kolejka.common import Status
 
 from . import backlog, callbacks, retries, wakeup
 from .errors import Conflict
@@ -65,11 +69,72 @@ def cancel(task: Task, now: datetime) -> None:
     wakeup.notify(wakeup.task_topic(task.pk))
 
 
+def cancel_all(tasks: QuerySet[Task], now: datetime) -> int:
+    """Cancel those of `tasks` that are queued, assigned or running, as `cancel` does one, in
+    the caller's transaction; return how many. Their rows are locked first: a claim skips them
+    from then on, and one that took a task before is seen here as assigned and cancelled."""
+    rows = tasks.filter(state__in=[state for state in State if state not in FINISHED])
+    found = list(locked(rows).order_by("id").values_list("id", "state", "owner_id", "priority"))
+    queued: Counter[tuple[int, int]] = Counter()
+    for _, state, owner, priority in found:
+        if state == State.QUEUED:
+            queued[(owner, priority)] -= 1
+    backlog.add(queued)
+    # By subquery, not by a list of ids: a batch's ids pass SQLite's limit of query parameters.
+    Lease.objects.filter(task__in=rows, ended=None).update(ended=now, outcome=Outcome.CANCELLED)
+    rows.update(state=State.CANCELLED, finished=now, updated=now)
+    for task_id, _, _, _ in found:
+        wakeup.notify(wakeup.task_topic(task_id))
+    return len(found)
+
+
+def failed(task: Task) -> bool:
+    """Whether the final `task` did not succeed: failed, cancelled, or done without an OK
+    verdict (a program that crashed, passed a limit, ...)."""
+    if task.state == State.DONE:
+        return (task.result or {}).get("status") != str(Status.OK)
+    return task.state in (State.FAILED, State.CANCELLED)
+
+
 def retry(task: Task, now: datetime) -> None:
-    """Queue a failed or cancelled `task` again with its attempts reset. 409 otherwise."""
-    if task.state not in (State.FAILED, State.CANCELLED):
-        raise Conflict(f"only failed or cancelled tasks can be retried; this one is {task.state}")
-    _afresh(task, now)
+    """Run a task that did not succeed (`failed`) again in place (`rerun`). 409 for one that
+    is not final or that succeeded (a rejudge runs those)."""
+    if task.state not in FINISHED or not failed(task):
+        what = task.state if task.state != State.DONE else "done with an OK verdict"
+        raise Conflict(
+            f"only failed, cancelled or unsuccessful tasks can be retried; this one is {what}"
+        )
+    rerun(task, now)
+
+
+def rerun(task: Task, now: datetime) -> None:
+    """Queue the final `task` again under the same key for a new attempt, with as many attempts
+    ahead as a new task has. The run that ended goes into its `history` (state, error, result,
+    attempts, when it finished); its output files stay, so its result stays readable."""
+    if task.state not in FINISHED:
+        raise Conflict(f"only finished tasks can run again; this one is {task.state}")
+    ended = {
+        "state": task.state,
+        "attempts": task.attempts,
+        "finished": task.finished.isoformat() if task.finished else None,
+        "error": task.error,
+        "result": task.result,
+    }
+    Task.objects.filter(pk=task.pk).update(
+        state=State.QUEUED,
+        max_attempts=task.attempts + settings.MAX_ATTEMPTS,
+        history=[*task.history, ended],
+        error=None,
+        result=None,
+        node=None,
+        started=None,
+        finished=None,
+        updated=now,
+        **retries.CLEARED,
+    )
+    backlog.queued(task.owner_id, task.priority)
+    wakeup.notify(wakeup.QUEUE)
+    wakeup.notify(wakeup.task_topic(task.pk))
 
 
 def rejudge(task: Task, now: datetime) -> None:

@@ -1,8 +1,10 @@
-"""Blobs: uploads streamed into the store, downloads streamed out."""
+"""Blobs: uploads streamed into the store, downloads streamed out, small ones bundled."""
 
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -10,8 +12,9 @@ from django.conf import settings
 from django.http import FileResponse, HttpResponse, HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.decorators import action
 from rest_framework.exceptions import UnsupportedMediaType
-from rest_framework.parsers import BaseParser
+from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -19,10 +22,15 @@ from kolejka.common.blobs import is_reference
 
 from .. import blobs, blobstore
 from ..errors import Invalid, NotFound
+from ..inputs import BundleRequest
+from ..models import Blob
 from ..parsers import RawBytes
 from ..permissions import EVERYONE, UPLOADERS, Roles, user_of
 from ..serializers import BlobSerializer
 from .base import GridViewSet
+
+# What one bundle holds at most, in bytes of content: a bounded answer, built in memory.
+BUNDLE_BYTES = 16 << 20
 
 
 def _length(request: Request) -> int | None:
@@ -72,7 +80,11 @@ class BlobViewSet(GridViewSet):
     lookup_pattern = re.compile(r"[0-9a-f]{64}")
     missing = "no such blob"
     parser_classes: Sequence[type[BaseParser]] = (RawBytes,)
-    roles: ClassVar[dict[str, Roles]] = {"create": UPLOADERS, "retrieve": EVERYONE}
+    roles: ClassVar[dict[str, Roles]] = {
+        "create": UPLOADERS,
+        "retrieve": EVERYONE,
+        "bundle": EVERYONE,
+    }
 
     @extend_schema(
         request={"application/octet-stream": {"type": "string", "format": "binary"}},
@@ -113,3 +125,38 @@ class BlobViewSet(GridViewSet):
             raise NotFound(self.missing)
         response["ETag"] = f'"{blob.reference}"'
         return response
+
+    @extend_schema(
+        request=BundleRequest,
+        responses={
+            (200, "application/x-tar"): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="a tar of the longest prefix of the references (each once) whose "
+                "contents fit in BUNDLE_BYTES, members named by reference; empty when the first "
+                "does not fit (download it alone)",
+            )
+        },
+    )
+    @action(detail=False, methods=["post"], parser_classes=(JSONParser,))
+    def bundle(self, request: Request) -> HttpResponseBase:
+        """Many small blobs in one answer, so that fetching thousands of results is not a round
+        trip per file. 404 naming the first reference the caller may not read."""
+        wanted = list(dict.fromkeys(self.body(BundleRequest)["references"]))
+        found = blobs.readable(user_of(request), wanted)
+        for index, reference in enumerate(wanted):
+            if reference not in found:
+                raise NotFound(f"references[{index}]: no such blob", field=f"references[{index}]")
+        sizes = dict(Blob.objects.filter(reference__in=wanted).values_list("reference", "size"))
+        buffer = io.BytesIO()
+        total = 0
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for reference in wanted:
+                size = sizes[reference]
+                if total + size > BUNDLE_BYTES or not blobstore.has_file(reference):
+                    break
+                member = tarfile.TarInfo(reference)
+                member.size = size
+                with blobstore.open_blob(reference) as content:
+                    tar.addfile(member, content)
+                total += size
+        return HttpResponse(buffer.getvalue(), content_type="application/x-tar")

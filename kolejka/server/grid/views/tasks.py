@@ -5,31 +5,37 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import pending, polls, submit, transitions
+from .. import batches, pending, polls, submit, transitions
 from ..errors import Forbidden, Invalid, NotFinished, NotFound
 from ..inputs import (
-    STATES,
+    BatchListQuery,
+    BatchOpenRequest,
+    BatchPageRequest,
+    BatchRerunRequest,
     BatchSubmitRequest,
     ResultWaitQuery,
     SubmitRequest,
     TaskListQuery,
     TaskWaitQuery,
 )
-from ..models import Batch, State, Task
+from ..models import STAGED, Batch, State, Task
 from ..permissions import READERS, SUBMITTERS, Roles, may_change, user_of
 from ..serializers import (
+    BatchChangedSerializer,
     BatchCreatedSerializer,
+    BatchPageSerializer,
     BatchSerializer,
+    BatchSummarySerializer,
     TaskPageSerializer,
     TaskSerializer,
     WhySerializer,
@@ -67,7 +73,7 @@ class TaskViewSet(GridViewSet):
 
     def get_queryset(self) -> QuerySet[Task]:
         user = user_of(self.request)
-        tasks = Task.objects.select_related("owner", "node", "batch")
+        tasks = Task.objects.select_related("owner", "node", "batch").exclude(state=STAGED)
         return tasks if user.sees_everything else tasks.filter(owner=user)
 
     def get_object(self) -> Task:
@@ -192,31 +198,109 @@ class TaskViewSet(GridViewSet):
 
 
 class BatchViewSet(GridViewSet):
-    """``batches/``: the progress of a batch, for its owner, inspectors and admins."""
+    """``batches/``: batches of any size, opened, filled page by page and sealed (`batches`);
+    their progress; re-running, cancelling and purging them. Read as tasks are: their owner,
+    inspectors and admins; changed by their owner and admins."""
 
     lookup_field = "key"
     missing = "no such batch"
-    roles: ClassVar[dict[str, Roles]] = {"retrieve": READERS}
+    roles: ClassVar[dict[str, Roles]] = {
+        "list": READERS,
+        "create": SUBMITTERS,
+        "retrieve": READERS,
+        "tasks": SUBMITTERS,
+        "seal": SUBMITTERS,
+        "rerun": SUBMITTERS,
+        "cancel": SUBMITTERS,
+        "destroy": SUBMITTERS,
+    }
+
+    def get_queryset(self) -> QuerySet[Batch]:
+        user = user_of(self.request)
+        found = Batch.objects.select_related("owner")
+        return found if user.sees_everything else found.filter(owner=user)
+
+    def get_object(self) -> Batch:
+        batch = self.get_queryset().filter(key=self.lookup()).first()
+        if batch is None:
+            raise NotFound(self.missing)
+        return batch
+
+    def _changed(self) -> Batch:
+        """The batch of the URL, if the caller may change it."""
+        batch = self.get_object()
+        if not may_change(user_of(self.request), batch.owner_id):
+            raise Forbidden("inspectors read batches; only their owner or an admin may change them")
+        return batch
+
+    @extend_schema(
+        operation_id="batches_list", parameters=[BatchListQuery], responses=BatchPageSerializer
+    )
+    def list(self, request: Request) -> Response:
+        query = self.query(BatchListQuery)
+        found = self.get_queryset().order_by("-id")
+        if query.get("state"):
+            found = found.filter(state=query["state"])
+        if query.get("owner"):
+            found = found.filter(owner__username=query["owner"])
+        if query.get("cursor"):
+            found = found.filter(id__lt=int(query["cursor"]))
+        limit = query["limit"]
+        page = list(found[: limit + 1])
+        more = len(page) > limit
+        page = page[:limit]
+        return Response(
+            {
+                "results": [batches.summary(batch) for batch in page],
+                "next": str(page[-1].pk) if more else None,
+            }
+        )
+
+    @extend_schema(request=BatchOpenRequest, responses={201: BatchSerializer})
+    def create(self, request: Request) -> Response:
+        self.body(BatchOpenRequest)
+        batch = batches.open_batch(user_of(request))
+        return Response(batches.progress(batch), status=201)
 
     @extend_schema(responses=BatchSerializer)
     def retrieve(self, request: Request, key: str) -> Response:
-        user = user_of(request)
-        batches = Batch.objects.filter(key=self.lookup())
-        if not user.sees_everything:
-            batches = batches.filter(owner=user)
-        batch = batches.first()
-        if batch is None:
-            raise NotFound(self.missing)
-        counts: dict[str, Any] = dict(
-            Task.objects.filter(batch=batch)
-            .values("state")
-            .annotate(n=Count("id"))
-            .values_list("state", "n")
-        )
-        return Response(
-            {
-                "batch": batch.key,
-                "total": sum(counts.values()),
-                "states": {state: counts.get(state, 0) for state in sorted(STATES)},
-            }
-        )
+        return Response(batches.progress(self.get_object()))
+
+    @extend_schema(request=BatchPageRequest, responses={201: BatchSummarySerializer})
+    @action(detail=True, methods=["post"])
+    def tasks(self, request: Request, key: str) -> Response:
+        """Add a page of tasks to an open batch, in one transaction."""
+        batch = self._changed()
+        data = self.body(BatchPageRequest)
+        items = [
+            submit.admitted(user_of(request), item["task"], item["priority"], f"tasks[{index}]")
+            for index, item in enumerate(data["tasks"])
+        ]
+        return Response(batches.summary(batches.add_page(batch, data["start"], items)), status=201)
+
+    @extend_schema(request=None, responses=BatchSerializer)
+    @action(detail=True, methods=["post"])
+    def seal(self, request: Request, key: str) -> Response:
+        """Queue all the tasks of an open batch at once; a sealed batch takes no more pages."""
+        return Response(batches.progress(batches.seal(self._changed())))
+
+    @extend_schema(request=BatchRerunRequest, responses=BatchChangedSerializer)
+    @action(detail=True, methods=["post"])
+    def rerun(self, request: Request, key: str) -> Response:
+        """Run finished tasks of the batch again in place (same keys, a new attempt)."""
+        batch = self._changed()
+        data = self.body(BatchRerunRequest)
+        changed = batches.rerun(batch, data["which"], data["verdicts"])
+        return Response({"batch": batch.key, "changed": changed})
+
+    @extend_schema(request=None, responses=BatchChangedSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, key: str) -> Response:
+        batch = self._changed()
+        return Response({"batch": batch.key, "changed": batches.cancel(batch)})
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, key: str) -> Response:
+        """Purge the batch: its tasks, their results and the batch itself."""
+        batches.purge(self._changed())
+        return Response(status=204)
