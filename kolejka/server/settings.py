@@ -18,6 +18,7 @@ import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from kolejka.common.errors import SpecError
+from kolejka.common.states import TaskState
 from kolejka.common.units import parse_bool, parse_memory, parse_time
 
 from .secret import secret_key
@@ -225,6 +226,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Tasks and batches both have a `state`: each set of choices its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStateEnum": [str(state) for state in TaskState],
+        "BatchStateEnum": ["open", "sealed"],
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "kolejka.server.grid.schema.add_error_responses",
