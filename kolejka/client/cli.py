@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("key", metavar="KEY")
     cancel = _command(task_commands, "cancel", commands.task_cancel, common)
     cancel.add_argument("key", metavar="KEY")
+    rejudge = _command(task_commands, "rejudge", commands.task_rejudge, common)
+    rejudge.add_argument("key", metavar="KEY")
     why = _command(task_commands, "why", commands.task_why, common)
     why.add_argument("key", metavar="KEY")
 

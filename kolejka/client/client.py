@@ -308,6 +308,11 @@ class KolejkaClient(NodeApi):
         verdict) again in place. Raises `Conflict` otherwise."""
         return TaskInfo.from_dict(self.transport.json("POST", f"tasks/{key}/retry/"))
 
+    def rejudge(self, key: str) -> TaskInfo:
+        """Judge a finished task again in place, whatever its verdict (after fixing a checker,
+        say); its earlier runs stay in its `history`. Raises `Conflict` for one not finished."""
+        return TaskInfo.from_dict(self.transport.json("POST", f"tasks/{key}/rejudge/"))
+
     def delete(self, key: str) -> None:
         """Delete the task (cancelling it first if it runs)."""
         self.transport.request("DELETE", f"tasks/{key}/")

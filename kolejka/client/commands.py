@@ -303,6 +303,16 @@ def task_cancel(args: argparse.Namespace, out: Output) -> int:
     return SUCCESS
 
 
+def task_rejudge(args: argparse.Namespace, out: Output) -> int:
+    """Judge a finished task again in place, whatever its verdict; earlier runs stay readable
+    in its history (task status --json)."""
+    client = _client(args, out)
+    with about(f"task {args.key}"):
+        info = client.rejudge(args.key)
+    out.data(dict(info.raw), f"{info.key}: {info.state}")
+    return SUCCESS
+
+
 def result_get(args: argparse.Namespace, out: Output) -> int:
     """Write a finished task's result into DIR: kolejka_result.json and the result files."""
     client = _client(args, out)

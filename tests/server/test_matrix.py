@@ -208,6 +208,13 @@ ROWS = {
         changes=True,
         keeps=lambda w: (w.cancelled, "cancelled"),
     ),
+    "rejudge": Row(
+        "POST",
+        lambda w: f"tasks/{w.done}/rejudge/",
+        tasks_of(200, 404, 403, 403, 200),
+        changes=True,
+        keeps=lambda w: (w.done, "done"),
+    ),
     "result": Row("GET", lambda w: f"tasks/{w.done}/result/", tasks_of(200, 404, 403, 200, 200)),
     "why": Row("GET", lambda w: f"tasks/{w.queued}/why/", tasks_of(200, 404, 403, 200, 200)),
     "batch": Row("GET", lambda w: f"batches/{w.batch}/", tasks_of(200, 404, 403, 200, 200)),
@@ -473,8 +480,10 @@ def test_it_lets_each_caller_do_exactly_what_its_role_may(grid: Server, name: st
                 shown = grid.api("ada").get(f"tasks/{key}/").json()
                 assert shown["state"] == state, (caller, "a refused call changed the task")
         if row.changes:
-            # A released task is queued again: out of the way of the next world's claims.
-            grid.api("ada").post(f"tasks/{world.leased}/cancel/")
+            # A released or rejudged task is queued again: out of the way of the next world's
+            # claims (cancelling a task that is still done is refused, and changes nothing).
+            for key in (world.leased, world.done):
+                grid.api("ada").post(f"tasks/{key}/cancel/")
         if name == "logout" and answer.status_code == 204:
             again = grid.api(None).post("auth/token/", json=credentials(world, caller))
             grid.tokens[str(caller)] = again.json()["token"]

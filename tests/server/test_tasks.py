@@ -135,6 +135,21 @@ def test_it_cancels_retries_and_deletes(server: Server):
     assert alice.get(f"tasks/{task['key']}/").status_code == 404
 
 
+def test_it_rejudges_a_finished_task_in_place_keeping_its_earlier_results(server: Server):
+    alice, fred = server.api("alice"), server.api("fred")
+    task = submit(alice)
+    assert alice.post(f"tasks/{task['key']}/rejudge/").status_code == 409  # not finished
+    register(fred, "n1")
+    finish(fred, claim(fred, "n1")["lease"]["id"], status="OK")
+    rejudged = alice.post(f"tasks/{task['key']}/rejudge/").json()
+    assert rejudged["state"] == "queued" and rejudged["key"] == task["key"]
+    finish(fred, claim(fred, "n1")["lease"]["id"], status="RUNTIME_ERROR", result=1)
+    shown = alice.get(f"tasks/{task['key']}/").json()
+    assert shown["result"]["status"] == "RUNTIME_ERROR"
+    assert [run["result"]["status"] for run in shown["history"]] == ["OK"]
+    assert server.api("ivan").post(f"tasks/{task['key']}/rejudge/").status_code == 403
+
+
 def test_it_cancels_a_running_task_when_it_is_deleted(server: Server):
     alice, fred = server.api("alice"), server.api("fred")
     task = submit(alice)

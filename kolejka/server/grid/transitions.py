@@ -15,7 +15,7 @@ from kolejka.common import Status
 
 from . import backlog, callbacks, retries, wakeup
 from .errors import Conflict
-from .models import ACTIVE, FINISHED, Lease, Outcome, State, Task, TaskFile
+from .models import ACTIVE, FINISHED, Lease, Outcome, State, Task
 
 M = TypeVar("M", bound=Model)
 
@@ -138,12 +138,9 @@ def rerun(task: Task, now: datetime) -> None:
 
 
 def rejudge(task: Task, now: datetime) -> None:
-    """Run a final `task` again from the start (its result and output files dropped). 409 for a
-    task that is not final."""
-    if task.state not in FINISHED:
-        raise Conflict(f"only finished tasks can be rejudged; this one is {task.state}")
-    TaskFile.objects.filter(task_id=task.pk, output=True).delete()
-    _afresh(task, now)
+    """Judge a final `task` again, whatever its verdict (a checker was fixed, say): `rerun`, so
+    its earlier results stay readable in its `history`. 409 for a task that is not final."""
+    rerun(task, now)
 
 
 def take_back(task: Task, now: datetime) -> None:
@@ -164,20 +161,3 @@ def delete(task: Task, now: datetime) -> None:
     if task.state not in FINISHED:
         cancel(task, now)
     task.delete()
-
-
-def _afresh(task: Task, now: datetime) -> None:
-    Task.objects.filter(pk=task.pk).update(
-        state=State.QUEUED,
-        attempts=0,
-        error=None,
-        result=None,
-        node=None,
-        started=None,
-        finished=None,
-        updated=now,
-        **retries.CLEARED,
-    )
-    backlog.queued(task.owner_id, task.priority)
-    wakeup.notify(wakeup.QUEUE)
-    wakeup.notify(wakeup.task_topic(task.pk))

@@ -69,6 +69,7 @@ class TaskViewSet(GridViewSet):
         "destroy": SUBMITTERS,
         "cancel": SUBMITTERS,
         "retry": SUBMITTERS,
+        "rejudge": SUBMITTERS,
     }
 
     def get_queryset(self) -> QuerySet[Task]:
@@ -183,6 +184,13 @@ class TaskViewSet(GridViewSet):
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, key: str) -> Response:
         return Response(task_resource(self._change(transitions.retry)))
+
+    @extend_schema(request=None, responses=TaskSerializer)
+    @action(detail=True, methods=["post"])
+    def rejudge(self, request: Request, key: str) -> Response:
+        """Judge a finished task again in place, whatever its verdict; earlier runs stay in its
+        `history`."""
+        return Response(task_resource(self._change(transitions.rejudge)))
 
     def _change(self, change: Callable[[Task, datetime], None]) -> Task:
         """Apply `change` to the task of the URL under its row lock; the task as it is now."""
