@@ -219,9 +219,9 @@ class ImageRequest(StrictSerializer):
 # Query strings
 
 
-class TaskListQuery(StrictSerializer):
-    state = serializers.ChoiceField(choices=STATES, required=False, allow_blank=True)
-    batch = serializers.CharField(required=False, allow_blank=True, max_length=64)
+class PageQuery(StrictSerializer):
+    """A page of a list, newest first: `owner` (inspectors and admins), `limit`, `cursor`."""
+
     owner = serializers.CharField(
         required=False, allow_blank=True, max_length=150, help_text="inspectors and admins"
     )
@@ -233,6 +233,11 @@ class TaskListQuery(StrictSerializer):
         help_text="the `next` of the previous page",
         error_messages={"invalid": "is not a cursor this server gave"},
     )
+
+
+class TaskListQuery(PageQuery):
+    state = serializers.ChoiceField(choices=STATES, required=False, allow_blank=True)
+    batch = serializers.CharField(required=False, allow_blank=True, max_length=64)
 
 
 class TaskWaitQuery(StrictSerializer):
@@ -252,19 +257,8 @@ class ResultWaitQuery(StrictSerializer):
     )
 
 
-class BatchListQuery(StrictSerializer):
+class BatchListQuery(PageQuery):
     state = serializers.ChoiceField(choices=["open", "sealed"], required=False, allow_blank=True)
-    owner = serializers.CharField(
-        required=False, allow_blank=True, max_length=150, help_text="inspectors and admins"
-    )
-    limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=1000)
-    cursor = serializers.RegexField(
-        r"^[0-9]{1,18}$",
-        required=False,
-        allow_blank=True,
-        help_text="the `next` of the previous page",
-        error_messages={"invalid": "is not a cursor this server gave"},
-    )
 
 
 class ImageQuery(StrictSerializer):
