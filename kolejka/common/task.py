@@ -21,10 +21,10 @@ from .globs import expand_file_sets
 from .jsonfile import read_json, write_json
 from .limits import Limits
 from .names import TASK_SPEC, check_name
+from .notify import URL, Notify, parse_notify
 from .units import parse_bool, parse_int, parse_str
 
 _ENV_NAME = re.compile(r"^[^=\x00]+$")
-_URL = re.compile(r"^https?://[^\s]+$")
 
 
 @dataclass(frozen=True)
@@ -174,10 +174,11 @@ class Task:
     collect: tuple[Collect, ...] = ()
     callback_url: str | None = None
     resources: dict[str, int] = field(default_factory=dict)
+    notify: tuple[Notify, ...] = ()
 
     KEYS = frozenset(
         {"id", "image", "args", "requires", "exclusive", "limits", "environment", "stdin"}
-        | {"stdout", "stderr", "files", "collect", "callback_url", "resources"}
+        | {"stdout", "stderr", "files", "collect", "callback_url", "resources", "notify"}
     )
 
     @classmethod
@@ -213,7 +214,7 @@ class Task:
         if not isinstance(collect, list):
             raise SpecError("collect", collect, "must be a list")
         callback_url = data.get("callback_url")
-        if callback_url is not None and not _URL.match(parse_str(callback_url, "callback_url")):
+        if callback_url is not None and not URL.match(parse_str(callback_url, "callback_url")):
             raise SpecError("callback_url", callback_url, "must be an http(s) URL")
         exclusive = data.get("exclusive")
         return cls(
@@ -233,6 +234,7 @@ class Task:
             ),
             callback_url=callback_url,
             resources=_resources(data.get("resources", {})),
+            notify=parse_notify(data.get("notify", [])),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -251,6 +253,7 @@ class Task:
             "collect": [item.to_dict() for item in self.collect] or None,
             "callback_url": self.callback_url,
             "resources": dict(self.resources) or None,
+            "notify": [item.to_dict() for item in self.notify] or None,
         }
         result.update({key: value for key, value in optional.items() if value is not None})
         return result

@@ -10,7 +10,9 @@ and ``serve`` (`secret.ensure_key`). ``docs/operations.md`` lists every variable
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -73,6 +75,26 @@ def env_seconds(name: str, default: str, *, zero: bool = False) -> float:
 
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
+
+
+def env_targets(
+    name: str,
+) -> tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], frozenset[str]]:
+    """A list of networks (``10.0.0.0/8``, ``127.0.0.1``) and host names (``hooks.internal``)."""
+    networks, hosts = [], set()
+    for item in env_list(name, ""):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            if not _HOST.match(item):
+                raise ImproperlyConfigured(
+                    f"{name}: {item!r} is not an address, a network (10.0.0.0/8) or a host name"
+                ) from None
+            hosts.add(item.lower().rstrip("."))
+    return tuple(networks), frozenset(hosts)
 
 
 def database_from_url(url: str, data: Path) -> dict[str, object]:
@@ -278,8 +300,34 @@ SCHEDULE_GRACE = env_seconds("KOLEJKA_SCHEDULE_GRACE", "1min")
 # How often a sleeping long-poll looks at the database even without a wake-up (a safety net
 # for lost notifications and for leases that expire while nobody calls in).
 POLL_INTERVAL = env_seconds("KOLEJKA_POLL_INTERVAL", "1s")
-# Call a task's callback_url when it is done or failed.
+# Notifications (grid/notify.py) and callbacks: `false` where the server must not reach out
+# (no webhook, e-mail or callback_url is taken then).
 CALLBACKS = env_bool("KOLEJKA_CALLBACKS", True)
+# Webhook targets beyond public addresses: networks and host names (grid/targets.py).
+NOTIFY_ALLOW = env_targets("KOLEJKA_NOTIFY_ALLOW")
+# One attempt's connect and each read wait at most this; no redirect is followed.
+NOTIFY_TIMEOUT = env_seconds("KOLEJKA_NOTIFY_TIMEOUT", "10s")
+# A delivery that failed waits RETRY_DELAY doubled per attempt so far (at most RETRY_DELAY_MAX);
+# after NOTIFY_ATTEMPTS it is given up.
+NOTIFY_ATTEMPTS = env_int("KOLEJKA_NOTIFY_ATTEMPTS", 8, minimum=1)
+NOTIFY_RETRY_DELAY = env_seconds("KOLEJKA_NOTIFY_RETRY_DELAY", "30s")
+NOTIFY_RETRY_DELAY_MAX = env_seconds("KOLEJKA_NOTIFY_RETRY_DELAY_MAX", "6h")
+# Server processes deliver by themselves (a thread each, woken when a task ends and by the
+# housekeeping of claims and heartbeats); `false` leaves it to ``kolejka-server deliver``.
+DELIVER_IN_SERVER = env_bool("KOLEJKA_DELIVER_IN_SERVER", True)
+# E-mail through Django's SMTP backend; with no host, e-mail targets are refused at submission.
+EMAIL_HOST = env_str("KOLEJKA_EMAIL_HOST", "")
+EMAIL_PORT = env_int("KOLEJKA_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("KOLEJKA_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = env_str("KOLEJKA_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("KOLEJKA_EMAIL_TLS", False)
+EMAIL_USE_SSL = env_bool("KOLEJKA_EMAIL_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured(
+        "KOLEJKA_EMAIL_TLS (STARTTLS) and KOLEJKA_EMAIL_SSL (TLS from the start): choose one"
+    )
+EMAIL_TIMEOUT = NOTIFY_TIMEOUT
+DEFAULT_FROM_EMAIL = env_str("KOLEJKA_EMAIL_FROM", "kolejka@localhost")
 
 LOGGING = {
     "version": 1,

@@ -86,3 +86,10 @@ def small_blobs(templates: dict[str, Template], tmp_path: Path) -> Iterator[Serv
         KOLEJKA_JSON_MAX_SIZE="64K",
     ) as running:
         yield running
+
+
+@pytest.fixture
+def notifying(templates: dict[str, Template], tmp_path: Path) -> Iterator[Server]:
+    """A server on SQLite that may send webhooks to 127.0.0.1 (the tests' receivers)."""
+    with serve(templates["sqlite"], tmp_path / "data", KOLEJKA_NOTIFY_ALLOW="127.0.0.1") as running:
+        yield running

@@ -1,4 +1,5 @@
-"""A task's callback_url is called when the task is done or failed."""
+"""A task's callback_url is called when the task is done or failed (a webhook of those two events
+with the body it always had, delivered as notifications are: test_notify)."""
 
 from __future__ import annotations
 
@@ -36,9 +37,9 @@ def listener() -> Iterator[tuple[str, list[dict]]]:
     server.server_close()
 
 
-def test_it_calls_the_callback_url_when_the_task_is_done(server: Server, listener):
+def test_it_calls_the_callback_url_when_the_task_is_done(notifying: Server, listener):
     url, calls = listener
-    alice, fred = server.api("alice"), server.api("fred")
+    alice, fred = notifying.api("alice"), notifying.api("fred")
     task = submit(alice, id="job-7", callback_url=url)
     register(fred, "n1")
     finish(fred, claim(fred, "n1")["lease"]["id"])
@@ -46,9 +47,9 @@ def test_it_calls_the_callback_url_when_the_task_is_done(server: Server, listene
     assert calls == [{"key": task["key"], "state": "done", "id": "job-7"}]
 
 
-def test_it_calls_the_callback_url_when_the_task_fails(server: Server, listener):
+def test_it_calls_the_callback_url_when_the_task_fails(notifying: Server, listener):
     url, calls = listener
-    alice, fred = server.api("alice"), server.api("fred")
+    alice, fred = notifying.api("alice"), notifying.api("fred")
     task = submit(alice, callback_url=url)
     register(fred, "n1")
     lease = claim(fred, "n1")["lease"]["id"]

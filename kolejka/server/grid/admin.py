@@ -28,6 +28,7 @@ from .models import (
     Batch,
     Blob,
     BlobGrant,
+    Delivery,
     Image,
     Lease,
     Node,
@@ -149,6 +150,16 @@ class TaskAdmin(admin.ModelAdmin[Task]):
 class LeaseAdmin(ReadOnly):
     list_display = ("id", "task", "node", "attempt", "expires", "ended", "outcome")
     list_filter = ("outcome",)
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnly):
+    """Notifications and callbacks: what was sent where, and how it went (webhook secrets are
+    not shown: each user reads and rotates their own through the API)."""
+
+    list_display = ("id", "task", "batch", "event", "channel", "target", "attempts", "delivered")
+    list_filter = ("event", "channel", "gave_up")
+    search_fields = ("task__key", "batch__key", "target")
 
 
 @admin.register(Node)

@@ -20,8 +20,9 @@ from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from kolejka.common import Status
+from kolejka.common.notify import Notify
 
-from . import backlog, blobs, submit, transitions, wakeup
+from . import backlog, blobs, notify, submit, transitions, wakeup
 from .errors import Conflict, Invalid
 from .models import FINISHED, STAGED, Batch, BatchState, State, Task, User
 from .submit import Submission
@@ -30,8 +31,9 @@ from .submit import Submission
 CHUNK = 500
 
 
-def open_batch(user: User) -> Batch:
-    return Batch.objects.create(owner=user, state=BatchState.OPEN)
+def open_batch(user: User, told: tuple[Notify, ...] = ()) -> Batch:
+    """A new open batch of `user`'s, which tells `told` of its completion."""
+    return Batch.objects.create(owner=user, state=BatchState.OPEN, notify=notify.stored(told))
 
 
 def _locked_open(batch: Batch) -> Batch:

@@ -12,6 +12,7 @@ from rest_framework import serializers
 from kolejka.common import Capacity, Limits, Result, Status, TaskState
 from kolejka.common import Task as TaskSpec
 from kolejka.common.blobs import is_reference
+from kolejka.common.notify import BATCH_EVENTS, Notify, parse_notify
 
 from .fields import (
     DocumentSerializer,
@@ -81,12 +82,32 @@ class ScheduleRequest(StrictSerializer):
     )
 
 
+def _batch_notify(data: object, name: str) -> tuple[Notify, ...]:
+    return parse_notify(data, name, BATCH_EVENTS)
+
+
+class BatchNotifyField(SpecField[tuple[Notify, ...]]):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "help_text",
+            'where to tell of the batch\'s completion: [{"webhook": URL, "format": "json" | '
+            '"slack"}, {"email": ADDRESS}]',
+        )
+        super().__init__(_batch_notify, required=False, default=tuple, **kwargs)
+
+    def to_representation(self, value: Any) -> Any:
+        return [item.to_dict() for item in value]
+
+
 class BatchSubmitRequest(StrictSerializer):
     tasks = SubmitRequest(many=True, allow_empty=False, max_length=MAX_BATCH)  # type: ignore[call-arg]
+    notify = BatchNotifyField()
 
 
 class BatchOpenRequest(StrictSerializer):
-    """Opening a batch takes no fields: its pages bring the tasks."""
+    """Opening a batch: its pages bring the tasks."""
+
+    notify = BatchNotifyField()
 
 
 class BatchPageRequest(StrictSerializer):

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from kolejka.common import Result
 
-from . import blobs, callbacks, schedules, transitions, wakeup
+from . import blobs, deliver, notify, schedules, transitions, wakeup
 from .errors import Conflict, Invalid, LeaseLost, NotFound
 from .models import ACTIVE, Lease, Node, Outcome, State, Task, TaskFile, User, Wakeup
 
@@ -125,7 +125,7 @@ def accept_result(lease: Lease, user: User, result: Result) -> Task:
         )
         wakeup.notify(wakeup.task_topic(task_id))
         done = _loaded(task_id)
-        callbacks.finished(done, State.DONE)
+        notify.task_ended(done, State.DONE)
     return done
 
 
@@ -202,9 +202,10 @@ _reap_lock = threading.Lock()
 
 
 def reap_due() -> None:
-    """Reap expired leases and queue the runs of due schedules, at most once a second per
-    process: claims and heartbeats call it, so no separate cron is needed (``kolejka-server
-    reap`` and ``runschedules`` do the same by hand)."""
+    """Reap expired leases, queue the runs of due schedules and wake the delivery thread (for
+    retries that came due), at most once a second per process: claims and heartbeats call it, so
+    no separate cron is needed (``kolejka-server reap``, ``runschedules`` and ``deliver`` do the
+    same by hand)."""
     global _last_reap
     with _reap_lock:
         if time.monotonic() - _last_reap < 1.0:
@@ -213,3 +214,4 @@ def reap_due() -> None:
     now = timezone.now()
     reap(now)
     schedules.run_due(now)
+    deliver.kick()

@@ -1,5 +1,5 @@
 """The original kolejka's wire format: the JSON shapes its server answered and its callbacks
-sent, written from our tasks and blobs. The legacy API (`views/legacy.py`) and `callbacks` use
+sent, written from our tasks and blobs. The legacy API (`views/legacy.py`) and `notify` use
 it; the rules stay the grid's own. A task's id in the original's shapes is its key, and a blob's
 reference key is its sha256 (ours has no references apart from the content)."""
 

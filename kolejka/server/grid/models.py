@@ -115,6 +115,10 @@ class Batch(models.Model):
     state = models.CharField(max_length=8, choices=BatchState.choices, default=BatchState.SEALED)
     size = models.PositiveIntegerField(default=0)  # tasks added so far: the next position
     sealed = models.DateTimeField(null=True, blank=True)
+    # Where to tell of its completion (`notify`: the ``notify`` list of kolejka.common), and when
+    # it was told last: set in the transaction that made its last task final, cleared by a re-run.
+    notify = models.JSONField(null=True, blank=True)
+    completed = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "batches"
@@ -190,7 +194,7 @@ class Task(models.Model):
     reserved_start = models.DateTimeField(null=True, blank=True)
     reserved_until = models.DateTimeField(null=True, blank=True)
     # Submitted through the original's API (`views/legacy.py`): its callback says what the
-    # original's said (`callbacks`).
+    # original's said (`notify`).
     legacy = models.BooleanField(default=False)
     # The client's own name for its submission (``Idempotency-Key``): the same submission sent
     # again, after a lost answer, finds this task instead of making a second one.
@@ -345,3 +349,58 @@ class ScheduleFile(models.Model):
 
     schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="files")
     blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="+")
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_hex(24)
+
+
+class WebhookSecret(models.Model):
+    """The key that signs `user`'s webhooks (`deliver.sign`), made when first needed."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="webhook_secret")
+    secret = models.CharField(max_length=64, default=new_webhook_secret)
+    created = models.DateTimeField(auto_now=True)
+
+
+class Channel(models.TextChoices):
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+
+
+class Delivery(models.Model):
+    """One notification to send (`notify`, `deliver`): made in the transaction that made its task
+    final (or its batch complete), so that none is lost to a server that dies; sent, retried and
+    given up by whichever process claims it. `next_try` is null once it is delivered or given
+    up; while an attempt runs it is the attempt's lease (another process may try after it)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    task = models.ForeignKey(
+        Task, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    batch = models.ForeignKey(
+        Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    target = models.TextField()  # a URL or an e-mail address
+    format = models.CharField(max_length=8)  # json, slack, callback (a task's callback_url), email
+    event = models.CharField(max_length=16)
+    body = models.TextField()  # the exact bytes sent (UTF-8), which the signature covers
+    created = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_try = models.DateTimeField(null=True, blank=True)
+    tried = models.DateTimeField(null=True, blank=True)
+    delivered = models.DateTimeField(null=True, blank=True)
+    gave_up = models.BooleanField(default=False)
+    last_status = models.IntegerField(null=True, blank=True)
+    last_error = models.TextField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        indexes = (
+            # Claims read the due deliveries only, earliest first, however long the log grows.
+            models.Index(
+                fields=["next_try"], condition=Q(next_try__isnull=False), name="delivery_due"
+            ),
+        )

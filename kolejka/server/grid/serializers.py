@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from . import nodes, pending
-from .models import Image, Lease, Node, State, Task, User
+from .models import Delivery, Image, Lease, Node, State, Task, User
 
 
 class TaskSerializer(serializers.Serializer[Any]):
@@ -114,6 +115,41 @@ class BatchPageSerializer(serializers.Serializer[Any]):
 class BatchChangedSerializer(serializers.Serializer[Any]):
     batch = serializers.CharField()
     changed = serializers.IntegerField(help_text="how many of its tasks it changed")
+
+
+class DeliverySerializer(serializers.Serializer[Any]):
+    """One notification or callback (`notify`, `deliver`)."""
+
+    id = serializers.UUIDField(help_text="the X-Kolejka-Delivery header; receivers dedupe by it")
+    channel = serializers.ChoiceField(choices=["webhook", "email"])
+    target = serializers.CharField(help_text="the URL or the e-mail address")
+    format = serializers.ChoiceField(choices=["json", "slack", "callback", "email"])
+    event = serializers.ChoiceField(choices=["done", "failed", "cancelled", "complete"])
+    created = serializers.DateTimeField()
+    attempts = serializers.IntegerField()
+    tried = serializers.DateTimeField(allow_null=True, help_text="when the last attempt ended")
+    next_try = serializers.DateTimeField(
+        allow_null=True, help_text="when it is tried next; null once delivered or given up"
+    )
+    delivered = serializers.DateTimeField(allow_null=True)
+    gave_up = serializers.BooleanField()
+    last_status = serializers.IntegerField(allow_null=True, help_text="the receiver's answer")
+    last_error = serializers.CharField(allow_null=True)
+
+
+DELIVERY_FIELDS = tuple(DeliverySerializer().fields)
+
+
+def delivery_log(deliveries: QuerySet[Delivery]) -> list[dict[str, Any]]:
+    """`deliveries` as the API shows them, oldest first."""
+    return list(deliveries.order_by("created", "id").values(*DELIVERY_FIELDS))
+
+
+class WebhookSecretSerializer(serializers.Serializer[Any]):
+    secret = serializers.CharField(
+        help_text="the key of the HMAC-SHA256 in X-Kolejka-Signature of your webhooks"
+    )
+    created = serializers.DateTimeField(help_text="when it was made or last rotated")
 
 
 class ScheduleSerializer(serializers.Serializer[Any]):

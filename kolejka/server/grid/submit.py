@@ -11,8 +11,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from kolejka.common import Task as TaskSpec
+from kolejka.common.notify import Notify
 
-from . import backlog, blobs, wakeup
+from . import backlog, blobs, notify, wakeup
 from .errors import Conflict, Forbidden, Invalid
 from .models import Batch, Role, State, Task, TaskFile, User
 
@@ -26,7 +27,8 @@ class Submission:
 
 def admitted(user: User, spec: TaskSpec, priority: int, field: str = "") -> Submission:
     """One task as the API read it (the serializer checked its format), if `user` may submit it:
-    only admins go above priority 0, and a submitted task names its files by blob reference."""
+    only admins go above priority 0, a submitted task names its files by blob reference, and its
+    notification targets are ones the server may send to (`notify.check`)."""
     at = f"{field}." if field else ""
     if priority > 0 and user.role != Role.ADMIN:
         raise Forbidden(f"{at}priority: only admins may set a priority above 0", f"{at}priority")
@@ -37,6 +39,9 @@ def admitted(user: User, spec: TaskSpec, priority: int, field: str = "") -> Subm
                 "upload the file (POST /api/v1/blobs/) and give its reference",
                 field=f"{at}task.files.{name}",
             )
+    notify.check(spec.notify, f"{at}task.notify")
+    if spec.callback_url is not None and settings.CALLBACKS:
+        notify.check_url(spec.callback_url, f"{at}task.callback_url")
     return Submission(spec, priority, field)
 
 
@@ -93,8 +98,10 @@ def submit(
     batch: bool,
     legacy: bool = False,
     key: str | None = None,
+    told: tuple[Notify, ...] = (),
 ) -> tuple[Batch | None, list[Task]]:
-    """Queue `submissions` all together or none of them; return the batch and the tasks.
+    """Queue `submissions` all together or none of them; return the batch (which tells `told` of
+    its completion) and the tasks.
     `legacy`: they came through the original's API (their callbacks speak its format); `key`:
     the one submission's ``Idempotency-Key`` (`submit_once`)."""
     references = check_blobs(user, submissions)
@@ -105,7 +112,11 @@ def submit(
             check_blobs(user, submissions)
             raise Invalid("a file of the task was deleted meanwhile; upload it again")
         group = (
-            Batch.objects.create(owner=user, size=len(submissions), sealed=now) if batch else None
+            Batch.objects.create(
+                owner=user, size=len(submissions), sealed=now, notify=notify.stored(told)
+            )
+            if batch
+            else None
         )
         positions = range(len(submissions)) if batch else [None] * len(submissions)
         tasks = Task.objects.bulk_create(

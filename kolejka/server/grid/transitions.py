@@ -13,9 +13,9 @@ from django.db.models import Model, QuerySet
 
 from kolejka.common import Status
 
-from . import backlog, callbacks, retries, wakeup
+from . import backlog, notify, retries, wakeup
 from .errors import Conflict
-from .models import ACTIVE, FINISHED, Lease, Outcome, State, Task
+from .models import ACTIVE, FINISHED, Batch, Lease, Outcome, State, Task
 
 M = TypeVar("M", bound=Model)
 
@@ -52,7 +52,7 @@ def retry_or_fail(task: Task, now: datetime, error: str, *, retry: bool = True) 
         state=State.FAILED, error=error, finished=now, updated=now
     )
     wakeup.notify(wakeup.task_topic(task.pk))
-    callbacks.finished(task, State.FAILED)
+    notify.task_ended(task, State.FAILED)
 
 
 def cancel(task: Task, now: datetime) -> None:
@@ -67,6 +67,7 @@ def cancel(task: Task, now: datetime) -> None:
         end_lease(task, now, Outcome.CANCELLED)
     Task.objects.filter(pk=task.pk).update(state=State.CANCELLED, finished=now, updated=now)
     wakeup.notify(wakeup.task_topic(task.pk))
+    notify.task_ended(task, State.CANCELLED)
 
 
 def cancel_all(tasks: QuerySet[Task], now: datetime) -> int:
@@ -85,6 +86,7 @@ def cancel_all(tasks: QuerySet[Task], now: datetime) -> int:
     rows.update(state=State.CANCELLED, finished=now, updated=now)
     for task_id, _, _, _ in found:
         wakeup.notify(wakeup.task_topic(task_id))
+    notify.tasks_ended([task_id for task_id, _, _, _ in found], State.CANCELLED)
     return len(found)
 
 
@@ -132,6 +134,9 @@ def rerun(task: Task, now: datetime) -> None:
         updated=now,
         **retries.CLEARED,
     )
+    if task.batch_id is not None:
+        # Its batch completes (and tells so) again when this run ends.
+        Batch.objects.filter(pk=task.batch_id).update(completed=None)
     backlog.queued(task.owner_id, task.priority)
     wakeup.notify(wakeup.QUEUE)
     wakeup.notify(wakeup.task_topic(task.pk))

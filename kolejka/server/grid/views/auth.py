@@ -12,17 +12,24 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from .. import deliver
 from ..inputs import TokenRequest
 from ..models import User
-from ..permissions import ANYONE, EVERYONE, Roles, user_of
-from ..serializers import MeSerializer, TokenSerializer
+from ..permissions import ANYONE, EVERYONE, SUBMITTERS, Roles, user_of
+from ..serializers import MeSerializer, TokenSerializer, WebhookSecretSerializer
 from .base import GridViewSet
 
 
 class AuthViewSet(GridViewSet):
     """``auth/``: a token for a name and password, logging out, and the caller's account."""
 
-    roles: ClassVar[dict[str, Roles]] = {"token": ANYONE, "logout": EVERYONE, "me": EVERYONE}
+    roles: ClassVar[dict[str, Roles]] = {
+        "token": ANYONE,
+        "logout": EVERYONE,
+        "me": EVERYONE,
+        "webhook_secret": SUBMITTERS,
+        "rotate_webhook_secret": SUBMITTERS,
+    }
 
     @extend_schema(
         operation_id="auth_token_create",
@@ -52,3 +59,19 @@ class AuthViewSet(GridViewSet):
     def me(self, request: Request) -> Response:
         user = user_of(request)
         return Response({"username": user.username, "role": user.role})
+
+    @extend_schema(responses=WebhookSecretSerializer)
+    @action(detail=False, methods=["get"], url_path="webhook-secret")
+    def webhook_secret(self, request: Request) -> Response:
+        """The key that signs your webhooks (made on first use)."""
+        found = deliver.secret_of(user_of(request).pk)
+        return Response({"secret": found.secret, "created": found.created})
+
+    @extend_schema(
+        operation_id="auth_webhook_secret_rotate", request=None, responses=WebhookSecretSerializer
+    )
+    @webhook_secret.mapping.post
+    def rotate_webhook_secret(self, request: Request) -> Response:
+        """A new key for your webhooks: what is sent from now on is signed with it."""
+        found = deliver.rotate(user_of(request).pk)
+        return Response({"secret": found.secret, "created": found.created})

@@ -15,7 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import batches, pending, polls, submit, transitions
+from .. import batches, notify, pending, polls, submit, transitions
 from ..errors import Forbidden, Invalid, NotFinished, NotFound
 from ..inputs import (
     BatchListQuery,
@@ -36,9 +36,11 @@ from ..serializers import (
     BatchPageSerializer,
     BatchSerializer,
     BatchSummarySerializer,
+    DeliverySerializer,
     TaskPageSerializer,
     TaskSerializer,
     WhySerializer,
+    delivery_log,
     task_resource,
     why_resource,
 )
@@ -70,6 +72,7 @@ class TaskViewSet(GridViewSet):
         "cancel": SUBMITTERS,
         "retry": SUBMITTERS,
         "rejudge": SUBMITTERS,
+        "deliveries": READERS,
     }
 
     def get_queryset(self) -> QuerySet[Task]:
@@ -132,11 +135,13 @@ class TaskViewSet(GridViewSet):
     @action(detail=False, methods=["post"])
     def batch(self, request: Request) -> Response:
         user = user_of(request)
+        data = self.body(BatchSubmitRequest)
+        notify.check(data["notify"], "notify")
         items = [
             submit.admitted(user, item["task"], item["priority"], f"tasks[{index}]")
-            for index, item in enumerate(self.body(BatchSubmitRequest)["tasks"])
+            for index, item in enumerate(data["tasks"])
         ]
-        batch, tasks = submit.submit(user, items, batch=True)
+        batch, tasks = submit.submit(user, items, batch=True, told=data["notify"])
         assert batch is not None
         for task in tasks:
             task.batch = batch
@@ -192,6 +197,12 @@ class TaskViewSet(GridViewSet):
         `history`."""
         return Response(task_resource(self._change(transitions.rejudge)))
 
+    @extend_schema(responses=DeliverySerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request: Request, key: str) -> Response:
+        """The task's notifications and callbacks, oldest first: where, what, how they went."""
+        return Response(delivery_log(self.get_object().deliveries.all()))
+
     def _change(self, change: Callable[[Task, datetime], None]) -> Task:
         """Apply `change` to the task of the URL under its row lock; the task as it is now."""
         user = user_of(self.request)
@@ -221,6 +232,7 @@ class BatchViewSet(GridViewSet):
         "rerun": SUBMITTERS,
         "cancel": SUBMITTERS,
         "destroy": SUBMITTERS,
+        "deliveries": READERS,
     }
 
     def get_queryset(self) -> QuerySet[Batch]:
@@ -266,8 +278,9 @@ class BatchViewSet(GridViewSet):
 
     @extend_schema(request=BatchOpenRequest, responses={201: BatchSerializer})
     def create(self, request: Request) -> Response:
-        self.body(BatchOpenRequest)
-        batch = batches.open_batch(user_of(request))
+        told = self.body(BatchOpenRequest)["notify"]
+        notify.check(told, "notify")
+        batch = batches.open_batch(user_of(request), told)
         return Response(batches.progress(batch), status=201)
 
     @extend_schema(responses=BatchSerializer)
@@ -306,6 +319,12 @@ class BatchViewSet(GridViewSet):
     def cancel(self, request: Request, key: str) -> Response:
         batch = self._changed()
         return Response({"batch": batch.key, "changed": batches.cancel(batch)})
+
+    @extend_schema(responses=DeliverySerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request: Request, key: str) -> Response:
+        """The batch's completion notifications, oldest first."""
+        return Response(delivery_log(self.get_object().deliveries.all()))
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, key: str) -> Response:
