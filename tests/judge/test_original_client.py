@@ -28,7 +28,9 @@ from .original import JUDGE_SOLUTIONS, PROBLEM, assert_judged, original_venv
 def grid(sandbox, judge_image, tmp_path_factory) -> Iterator[Grid]:
     """One server, observer and foreman for the module (it takes busybox and judge tasks)."""
     root = tmp_path_factory.mktemp("original-client")
-    with live_server(root / "server") as server, observer_daemon(root) as daemon:
+    # The callback test's receiver is on loopback, which callbacks reach only where allowed.
+    loopback = {"KOLEJKA_NOTIFY_ALLOW": "127.0.0.1"}
+    with live_server(root / "server", **loopback) as server, observer_daemon(root) as daemon:
         grid = Grid(server, daemon, root)
         grid.foreman("node-original", "--root-images", "kolejka/judge:*", slots=2)
         try:

@@ -31,21 +31,27 @@ class Call:
 @dataclass
 class Receiver:
     """Records each POST; answers with the next of `answers` (a status, ``"hang"``: never answer
-    until `release`, or ``("redirect", URL)``), then 204 once they run out."""
+    until `released`, or ``("redirect", URL)``), then 204 once they run out. With `together`,
+    the first calls wait for each other (`together` of them at once, else none answers within
+    a minute, and `apart` is set): proof that as many senders worked at once."""
 
     url: str
     calls: list[Call] = field(default_factory=list)
     answers: list[Any] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
+    together: threading.Barrier | None = None
+    apart: bool = False
 
     def bodies(self) -> list[Any]:
         return [call.json for call in self.calls]
 
 
 @contextmanager
-def receiver(*answers: Any) -> Iterator[Receiver]:
+def receiver(*answers: Any, together: int = 0) -> Iterator[Receiver]:
     """A `Receiver` on 127.0.0.1 at a free port."""
     state = Receiver("", answers=list(answers))
+    if together:
+        state.together = threading.Barrier(together, timeout=60)
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -54,6 +60,12 @@ def receiver(*answers: Any) -> Iterator[Receiver]:
             with lock:
                 state.calls.append(Call(self.path, dict(self.headers.items()), body))
                 answer = state.answers.pop(0) if state.answers else 204
+                first = len(state.calls) <= (state.together.parties if state.together else 0)
+            if first and state.together is not None:
+                try:
+                    state.together.wait()
+                except threading.BrokenBarrierError:
+                    state.apart = True
             if answer == "hang":
                 state.released.wait(60)
                 return

@@ -156,6 +156,12 @@ def legacy_session(server: Server, caller: str | None, sign_in: bool = True) -> 
 
 ROWS = {
     "me": Row("GET", lambda w: "auth/me/", each(200)),
+    "webhook secret": Row(
+        "GET", lambda w: "auth/webhook-secret/", tasks_of(200, 200, 403, 403, 200)
+    ),
+    "webhook secret rotate": Row(
+        "POST", lambda w: "auth/webhook-secret/", tasks_of(200, 200, 403, 403, 200), changes=True
+    ),
     "login": Row(
         "POST",
         lambda w: "auth/token/",
@@ -216,6 +222,12 @@ ROWS = {
         keeps=lambda w: (w.done, "done"),
     ),
     "result": Row("GET", lambda w: f"tasks/{w.done}/result/", tasks_of(200, 404, 403, 200, 200)),
+    "deliveries": Row(
+        "GET", lambda w: f"tasks/{w.done}/deliveries/", tasks_of(200, 404, 403, 200, 200)
+    ),
+    "batch deliveries": Row(
+        "GET", lambda w: f"batches/{w.batch}/deliveries/", tasks_of(200, 404, 403, 200, 200)
+    ),
     "why": Row("GET", lambda w: f"tasks/{w.queued}/why/", tasks_of(200, 404, 403, 200, 200)),
     "batch": Row("GET", lambda w: f"batches/{w.batch}/", tasks_of(200, 404, 403, 200, 200)),
     "batch list": Row("GET", lambda w: "batches/", tasks_of(200, 200, 403, 200, 200)),

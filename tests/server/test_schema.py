@@ -25,6 +25,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
     for operation in (
         "tasks_create",
         "tasks_batch_create",
+        "batches_create",
         "batches_tasks_create",
         "batches_seal_create",
         "batches_rerun_create",
