@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     rejudge.add_argument("key", metavar="KEY")
     why = _command(task_commands, "why", commands.task_why, common)
     why.add_argument("key", metavar="KEY")
+    deliveries = _command(task_commands, "deliveries", commands.task_deliveries, common)
+    deliveries.add_argument("key", metavar="KEY")
 
     result = top.add_parser("result", help="fetch results")
     result_commands = result.add_subparsers(title="commands", metavar="COMMAND", required=True)

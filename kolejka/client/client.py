@@ -25,7 +25,16 @@ from .blobs import Blob, ProgressFactory
 from .config import Settings, load_settings
 from .errors import ClientError, ConfigError
 from .exits import CANCELLED, PLATFORM
-from .models import Account, Batch, BatchProgress, QueueStats, Schedule, TaskInfo, Why
+from .models import (
+    Account,
+    Batch,
+    BatchProgress,
+    Delivery,
+    QueueStats,
+    Schedule,
+    TaskInfo,
+    Why,
+)
 from .node_api import NodeApi
 from .transport import MAX_PAUSE, Transport
 
@@ -226,6 +235,12 @@ class KolejkaClient(NodeApi):
         """Why the task `key` waits: its place in its owner's queue, and node by node what keeps
         each from taking it. Raises `NotFound` for a key that is not the caller's."""
         return Why.from_dict(self.transport.json("GET", f"tasks/{key}/why/"))
+
+    def deliveries(self, key: str) -> list[Delivery]:
+        """The notifications and callbacks of the task `key`, oldest first. Raises `NotFound`
+        for a key that is not the caller's."""
+        answer = self.transport.json("GET", f"tasks/{key}/deliveries/")
+        return [Delivery.from_dict(item) for item in answer or []]
 
     def tasks(
         self,

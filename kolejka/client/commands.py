@@ -18,7 +18,7 @@ from .client import KolejkaClient
 from .config import Settings, forget_login, load_settings, store_login
 from .errors import ApiError, AuthenticationFailed, ClientError, Conflict, NotFinished
 from .exits import CANCELLED, INTERRUPTED, PLATFORM, SUCCESS, TASK_FAILURE
-from .models import Node, NodeVerdict, TaskInfo, Why
+from .models import Delivery, Node, NodeVerdict, TaskInfo, Why
 from .output import Output, describe_state, table, when
 
 Interrupt = Literal["ask", "cancel", "leave"]
@@ -243,7 +243,37 @@ def task_status(args: argparse.Namespace, out: Output) -> int:
         lines.append(f"waiting   {info.reason}")
     if info.result is not None:
         lines.append(f"verdict   {info.result.status} (exit {info.result.result})")
+    if info.task is not None and (info.task.notify or info.task.callback_url):
+        with about(f"task {args.key}"):
+            sent = client.deliveries(args.key)
+        lines += [f"notified  {d.event} to {d.target}: {_sent(d)}" for d in sent]
     out.data(dict(info.raw), "\n".join(lines))
+    return SUCCESS
+
+
+def _sent(delivery: Delivery) -> str:
+    how = f"{delivery.outcome} after {delivery.attempts} attempt(s)"
+    if delivery.next_try is not None:
+        how += f", next {when(delivery.next_try)}"
+    if not delivery.delivered and delivery.last_error:
+        how += f" ({delivery.last_error})"
+    return how
+
+
+def task_deliveries(args: argparse.Namespace, out: Output) -> int:
+    """List a task's notifications and callbacks: event, target, how each went (delivered, given
+    up, or when it is tried next) and the receiver's last answer."""
+    client = _client(args, out)
+    with about(f"task {args.key}"):
+        sent = client.deliveries(args.key)
+    rows = [["EVENT", "TARGET", "OUTCOME", "ATTEMPTS", "LAST"]]
+    for delivery in sent:
+        last = delivery.last_error or (str(delivery.last_status or "") or "-")
+        rows.append(
+            [delivery.event, delivery.target, delivery.outcome, str(delivery.attempts), last]
+        )
+    text = table(rows) if sent else f"{args.key}: no notifications"
+    out.data([dict(delivery.raw) for delivery in sent], text)
     return SUCCESS
 
 

@@ -311,6 +311,52 @@ class Why:
 
 
 @dataclass
+class Delivery:
+    """One notification or callback of a task or batch: where (`target`), of what (`event`),
+    and how it went: delivered, given up, or tried again at `next_try`."""
+
+    id: str
+    channel: str
+    target: str
+    format: str
+    event: str
+    attempts: int
+    created: datetime | None
+    tried: datetime | None
+    next_try: datetime | None
+    delivered: datetime | None
+    gave_up: bool
+    last_status: int | None
+    last_error: str | None
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Delivery:
+        document = _document(data, "a delivery")
+        return cls(
+            id=str(document.get("id")),
+            channel=str(document.get("channel")),
+            target=str(document.get("target")),
+            format=str(document.get("format")),
+            event=str(document.get("event")),
+            attempts=_int(document.get("attempts")),
+            created=_time(document.get("created")),
+            tried=_time(document.get("tried")),
+            next_try=_time(document.get("next_try")),
+            delivered=_time(document.get("delivered")),
+            gave_up=bool(document.get("gave_up")),
+            last_status=_optional_int(document.get("last_status")),
+            last_error=_str(document.get("last_error")),
+            raw=document,
+        )
+
+    @property
+    def outcome(self) -> str:
+        """``delivered``, ``gave up`` or ``pending``."""
+        return "delivered" if self.delivered else "gave up" if self.gave_up else "pending"
+
+
+@dataclass
 class Lease:
     """A claim on one attempt of a task; renew it by heartbeats before `expires`. The node kills
     its copy `margin` seconds before the lease ends; the server requeues `margin` after."""
