@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from .flows import claim, eventually, finish, register, spec, submit
-from .harness import BIN, Server, Template, listening_socket, serve, wait_until_up
+from .harness import BIN, Server, Template, listening_socket, manage, serve, wait_until_up
 from .receivers import receiver, smtp_server
 
 ALLOW = {"KOLEJKA_NOTIFY_ALLOW": "127.0.0.1"}
@@ -323,3 +323,36 @@ def test_it_shows_the_delivery_log_to_the_owner_and_inspectors_only(notifying: S
         eventually(lambda: hooked.calls, what="the webhook")
     assert len(deliveries(notifying.api("ivan"), task["key"])) == 1
     assert notifying.api("bob").get(f"tasks/{task['key']}/deliveries/").status_code == 404
+
+
+DIE_TWICE = """
+from datetime import timedelta
+from django.utils import timezone
+from kolejka.server.grid import deliver
+now = timezone.now()
+first = deliver.claim(now)
+# The process that claimed it died: nothing recorded. Once the claim lapses it is due again.
+again = deliver.claim(now + deliver.lease() + timedelta(seconds=1))
+print(len(first), len(again))
+"""
+
+
+def test_it_gives_up_a_delivery_whose_last_attempt_died(templates, tmp_path: Path):
+    settings = {**BY_HAND, "KOLEJKA_NOTIFY_ATTEMPTS": "1"}
+    with serve(templates["sqlite"], tmp_path / "data", **settings) as server:
+        task = run_task(server, notify=[hook("http://127.0.0.1:9/")])
+        claimed = server.manage("shell", "-c", DIE_TWICE).stdout.splitlines()[-1].split()
+        (found,) = deliveries(server.api("alice"), task["key"])
+    assert claimed == ["1", "0"]
+    assert found["gave_up"] and found["next_try"] is None and "died" in found["last_error"]
+
+
+def test_it_checks_the_target_again_when_it_delivers(templates, tmp_path: Path):
+    with receiver() as hooked, serve(templates["sqlite"], tmp_path / "data", **BY_HAND) as server:
+        task = run_task(server, notify=[hook(hooked.url)])
+        # The operator took loopback off the allow-list after the task was submitted.
+        strict = {key: value for key, value in server.env.items() if key != "KOLEJKA_NOTIFY_ALLOW"}
+        manage(strict, "deliver", "--burst")
+        (found,) = deliveries(server.api("alice"), task["key"])
+    assert hooked.calls == [] and not found["delivered"]
+    assert found["last_error"].startswith("refused: 127.0.0.1 resolves to 127.0.0.1")

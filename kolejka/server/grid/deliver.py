@@ -32,6 +32,7 @@ from .models import Channel, Delivery, WebhookSecret, new_webhook_secret
 
 log = logging.getLogger(__name__)
 CLAIM = 20  # deliveries claimed per transaction
+DIED = "given up: its last attempt never ended (the process sending it died)"
 
 
 def lease() -> timedelta:
@@ -68,8 +69,12 @@ def rotate(user_id: int) -> WebhookSecret:
 
 def claim(now: datetime, limit: int = CLAIM) -> list[Delivery]:
     """Up to `limit` deliveries due at `now`, each with one more attempt counted and its
-    `next_try` moved on by `lease`, in one transaction."""
+    `next_try` moved on by `lease`, in one transaction. A delivery out of attempts that is due
+    again had its last attempt die with its process: it is given up instead."""
     with transaction.atomic():
+        Delivery.objects.filter(next_try__lte=now, attempts__gte=settings.NOTIFY_ATTEMPTS).update(
+            next_try=None, gave_up=True, last_error=DIED
+        )
         due = Delivery.objects.filter(next_try__lte=now).order_by("next_try")
         if connection.vendor == "postgresql":
             # Loser of a race with another claim: it skips the rows the winner locked, and once
@@ -88,10 +93,13 @@ def claim(now: datetime, limit: int = CLAIM) -> list[Delivery]:
 
 def attempt(delivery: Delivery) -> bool:
     """Send the claimed `delivery` once and record how it went; whether it was delivered."""
-    if delivery.channel == Channel.EMAIL:
-        status, error = _mail(delivery)
-    else:
-        status, error = _post(delivery)
+    try:
+        status, error = (_mail if delivery.channel == Channel.EMAIL else _post)(delivery)
+    except Exception as unexpected:
+        # A bug of ours, not the receiver's: in the log with its traceback, and in the
+        # delivery's, which goes on as after any failed attempt.
+        log.exception("delivery %s to %s failed", delivery.id, delivery.target)
+        status, error = None, f"internal error: {type(unexpected).__name__}: {unexpected}"[:1000]
     ok = error is None
     now = timezone.now()
     if ok:
