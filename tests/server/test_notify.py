@@ -356,3 +356,19 @@ def test_it_checks_the_target_again_when_it_delivers(templates, tmp_path: Path):
         (found,) = deliveries(server.api("alice"), task["key"])
     assert hooked.calls == [] and not found["delivered"]
     assert found["last_error"].startswith("refused: 127.0.0.1 resolves to 127.0.0.1")
+
+
+def test_it_tells_of_each_task_and_the_batch_when_a_batch_is_cancelled(notifying: Server):
+    alice = notifying.api("alice")
+    with receiver() as hooked:
+        tasks = [{"task": spec(notify=[hook(hooked.url)])}] * 3
+        batch = alice.post("tasks/batch/", json={"tasks": tasks, "notify": [hook(hooked.url)]})
+        assert batch.status_code == 201, batch.text
+        key = batch.json()["batch"]
+        assert alice.post(f"batches/{key}/cancel/").json()["changed"] == 3
+        eventually(lambda: len(hooked.calls) >= 4, what="four notifications")
+        notifying.manage("deliver", "--burst")
+    events = sorted(body["event"] for body in hooked.bodies())
+    assert events == ["cancelled", "cancelled", "cancelled", "complete"]
+    (complete,) = [body for body in hooked.bodies() if body["event"] == "complete"]
+    assert complete["batch"]["states"]["cancelled"] == 3 and complete["batch"]["verdicts"] == {}

@@ -31,7 +31,9 @@ from . import targets
 from .models import Channel, Delivery, WebhookSecret, new_webhook_secret
 
 log = logging.getLogger(__name__)
-CLAIM = 20  # deliveries claimed per transaction
+# Deliveries claimed per transaction: one, so that a claim's lease covers one attempt (a
+# process sending a row of them one after another would outlast the lease of the last).
+CLAIM = 1
 DIED = "given up: its last attempt never ended (the process sending it died)"
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from kolejka.common.notify import BATCH_EVENTS, TASK_EVENTS, Notify, parse_notify
@@ -83,20 +83,17 @@ def task_ended(task: Task, state: str) -> None:
         batch_ended(task.batch_id)
 
 
-def tasks_ended(task_ids: list[int], state: str) -> None:
-    """`task_ended` for many tasks that ended together in `state` (a batch cancelled)."""
-    told = Task.objects.filter(id__in=task_ids).filter(
-        Q(spec__has_key="notify") | Q(spec__has_key="callback_url")
-    )
+def tasks_ended(ended: QuerySet[Task], state: str) -> None:
+    """`task_ended` for the tasks `ended` that ended together in `state` (a batch cancelled).
+    A query, not a list of ids: a batch's ids pass SQLite's limit of query parameters."""
+    told = ended.filter(Q(spec__has_key="notify") | Q(spec__has_key="callback_url"))
     if settings.CALLBACKS:
         _queue(
             row
             for task in told.select_related("owner", "batch")
             for row in _task_deliveries(task, state)
         )
-    for batch_id in set(
-        Task.objects.filter(id__in=task_ids).exclude(batch=None).values_list("batch_id", flat=True)
-    ):
+    for batch_id in ended.exclude(batch=None).values_list("batch_id", flat=True).distinct():
         batch_ended(batch_id)
 
 

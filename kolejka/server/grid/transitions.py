@@ -86,7 +86,8 @@ def cancel_all(tasks: QuerySet[Task], now: datetime) -> int:
     rows.update(state=State.CANCELLED, finished=now, updated=now)
     for task_id, _, _, _ in found:
         wakeup.notify(wakeup.task_topic(task_id))
-    notify.tasks_ended([task_id for task_id, _, _, _ in found], State.CANCELLED)
+    # Those this call cancelled: cancelled at `now` (the rows are locked until it commits).
+    notify.tasks_ended(tasks.filter(state=State.CANCELLED, finished=now), State.CANCELLED)
     return len(found)
 
 
