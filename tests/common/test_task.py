@@ -147,6 +147,21 @@ def base(**changes):
         (base(collect={"glob": "*"}), "collect", "must be a list"),
         (base(callback_url="file:///etc/passwd"), "callback_url", "http"),
         (base(resources={"licence": 0}), "resources.licence", "at least 1"),
+        (base(notify={"webhook": "http://x"}), "notify", "must be a list"),
+        (base(notify=["http://x"]), "notify[0]", "webhook"),
+        (base(notify=[{"webhook": "ftp://x"}]), "notify[0].webhook", "http"),
+        (base(notify=[{"webhook": "http://x", "email": "a@b.c"}]), "notify[0]", "exactly one"),
+        (base(notify=[{"email": "nobody"}]), "notify[0].email", "e-mail address"),
+        (base(notify=[{"email": "a@b.c", "format": "slack"}]), "notify[0].format", "webhooks"),
+        (base(notify=[{"webhook": "http://x", "format": "xml"}]), "notify[0].format", "json"),
+        (
+            base(notify=[{"webhook": "http://x", "events": ["complete"]}]),
+            "notify[0].events",
+            "event",
+        ),
+        (base(notify=[{"webhook": "http://x", "events": []}]), "notify[0].events", "non-empty"),
+        (base(notify=[{"webhook": "http://x", "secret": "s"}]), "notify[0].secret", "unknown"),
+        (base(notify=[{"email": "a@b.c"}] * 9), "notify", "at most 8"),
         (base(exclusive="perhaps"), "exclusive", "true or false"),
         ({**base(), "exec": ["x"]}, "exec", "not both"),
         (base(memory="1G", limits={"memory": "2G"}), "memory", "both at the top level"),
@@ -297,3 +312,22 @@ tasks = st.builds(
 def test_it_round_trips_tasks_through_json(task):
     document = json.loads(json.dumps(task.to_dict()))
     assert Task.from_dict(document) == task
+
+
+def test_it_reads_and_writes_notification_targets():
+    entries = [
+        {"webhook": "https://hooks.example.org/k", "events": ["failed", "done"]},
+        {"webhook": "https://hooks.slack.com/services/T/B/X", "format": "slack"},
+        {"email": "judge@example.org"},
+    ]
+    task = Task.from_dict({"image": "busybox", "args": ["true"], "notify": entries})
+    assert task.to_dict()["notify"] == [
+        {"webhook": "https://hooks.example.org/k", "events": ["done", "failed"], "format": "json"},
+        {
+            "webhook": "https://hooks.slack.com/services/T/B/X",
+            "events": ["done", "failed", "cancelled"],
+            "format": "slack",
+        },
+        {"email": "judge@example.org", "events": ["done", "failed", "cancelled"]},
+    ]
+    assert Task.from_dict(task.to_dict()) == task
