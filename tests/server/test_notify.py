@@ -372,3 +372,14 @@ def test_it_tells_of_each_task_and_the_batch_when_a_batch_is_cancelled(notifying
     assert events == ["cancelled", "cancelled", "cancelled", "complete"]
     (complete,) = [body for body in hooked.bodies() if body["event"] == "complete"]
     assert complete["batch"]["states"]["cancelled"] == 3 and complete["batch"]["verdicts"] == {}
+
+
+def test_it_refuses_notifications_where_the_server_must_not_reach_out(templates, tmp_path: Path):
+    with serve(templates["sqlite"], tmp_path / "data", KOLEJKA_CALLBACKS="false") as server:
+        alice = server.api("alice")
+        answer = alice.post("tasks/", json={"task": spec(notify=[hook("http://192.0.2.1/")])})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["field"] == "task.notify[0]" and "sends no" in answer.text
+        # A callback_url is taken, as it always was, and not called.
+        task = run_task(server, callback_url="http://192.0.2.1/done")
+        assert deliveries(alice, task["key"]) == []
