@@ -186,12 +186,22 @@ def _mail(delivery: Delivery) -> tuple[int | None, str | None]:
 _state = threading.Lock()
 _thread: threading.Thread | None = None
 _wanted = False
+_serving = False
+
+
+def serving() -> None:
+    """Mark this process as one that serves requests, whose own thread may deliver (`kick`).
+    Another (a management command) exits when its work is done, perhaps during an attempt:
+    what it queues waits for a server's thread or ``kolejka-server deliver``."""
+    global _serving
+    _serving = True
 
 
 def kick() -> None:
-    """Have this process's delivery thread attempt what is due (started if it is not running)."""
+    """Have this process's delivery thread attempt what is due (started if it is not running),
+    in a server process (`serving`) unless ``KOLEJKA_DELIVER_IN_SERVER`` is false."""
     global _thread, _wanted
-    if not settings.DELIVER_IN_SERVER:
+    if not settings.DELIVER_IN_SERVER or not _serving:
         return
     with _state:
         _wanted = True
