@@ -21,6 +21,11 @@ class TaskSerializer(serializers.Serializer[Any]):
     owner = serializers.CharField()
     state = serializers.ChoiceField(choices=[str(state) for state in State])
     priority = serializers.IntegerField()
+    rank = serializers.IntegerField(help_text="its place in its owner's own order, higher first")
+    after = serializers.ListField(
+        child=serializers.DictField(),
+        help_text='its dependencies as submitted: {"key" or "position", "when"}',
+    )
     batch = serializers.CharField(allow_null=True)
     position = serializers.IntegerField(allow_null=True, help_text="its place in its batch")
     attempts = serializers.IntegerField()
@@ -55,6 +60,8 @@ def task_resource(
         "owner": task.owner.username,
         "state": task.state,
         "priority": task.priority,
+        "rank": task.rank,
+        "after": task.after,
         "batch": task.batch.key if task.batch_id is not None and task.batch else None,
         "position": task.position,
         "attempts": task.attempts,
@@ -114,6 +121,10 @@ class BatchPageSerializer(serializers.Serializer[Any]):
 class BatchChangedSerializer(serializers.Serializer[Any]):
     batch = serializers.CharField()
     changed = serializers.IntegerField(help_text="how many of its tasks it changed")
+
+
+class ChangedSerializer(serializers.Serializer[Any]):
+    changed = serializers.IntegerField(help_text="how many tasks it changed")
 
 
 class ScheduleSerializer(serializers.Serializer[Any]):

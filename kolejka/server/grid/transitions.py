@@ -13,9 +13,9 @@ from django.db.models import Model, QuerySet
 
 from kolejka.common import Status
 
-from . import backlog, callbacks, retries, wakeup
+from . import backlog, callbacks, dependencies, retries, wakeup
 from .errors import Conflict
-from .models import ACTIVE, FINISHED, Lease, Outcome, State, Task
+from .models import ACTIVE, FINISHED, Dependency, Lease, Outcome, State, Task
 
 M = TypeVar("M", bound=Model)
 
@@ -52,6 +52,7 @@ def retry_or_fail(task: Task, now: datetime, error: str, *, retry: bool = True) 
         state=State.FAILED, error=error, finished=now, updated=now
     )
     wakeup.notify(wakeup.task_topic(task.pk))
+    dependencies.settle([task.pk], now)
     callbacks.finished(task, State.FAILED)
 
 
@@ -65,8 +66,10 @@ def cancel(task: Task, now: datetime) -> None:
         backlog.queued(task.owner_id, task.priority, -1)
     if task.state in ACTIVE:
         end_lease(task, now, Outcome.CANCELLED)
+    Dependency.objects.filter(task=task).delete()
     Task.objects.filter(pk=task.pk).update(state=State.CANCELLED, finished=now, updated=now)
     wakeup.notify(wakeup.task_topic(task.pk))
+    dependencies.settle([task.pk], now)
 
 
 def cancel_all(tasks: QuerySet[Task], now: datetime) -> int:
@@ -82,9 +85,11 @@ def cancel_all(tasks: QuerySet[Task], now: datetime) -> int:
     backlog.add(queued)
     # By subquery, not by a list of ids: a batch's ids pass SQLite's limit of query parameters.
     Lease.objects.filter(task__in=rows, ended=None).update(ended=now, outcome=Outcome.CANCELLED)
+    Dependency.objects.filter(task__in=rows).delete()
     rows.update(state=State.CANCELLED, finished=now, updated=now)
     for task_id, _, _, _ in found:
         wakeup.notify(wakeup.task_topic(task_id))
+    dependencies.settle([task_id for task_id, _, _, _ in found], now)
     return len(found)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -15,7 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import batches, pending, polls, submit, transitions
+from .. import batches, pending, polls, ranks, rejudges, submit, transitions
 from ..errors import Forbidden, Invalid, NotFinished, NotFound
 from ..inputs import (
     BatchListQuery,
@@ -23,12 +23,14 @@ from ..inputs import (
     BatchPageRequest,
     BatchRerunRequest,
     BatchSubmitRequest,
+    RankRequest,
+    RejudgeRequest,
     ResultWaitQuery,
     SubmitRequest,
     TaskListQuery,
     TaskWaitQuery,
 )
-from ..models import STAGED, Batch, State, Task
+from ..models import STAGED, Batch, State, Task, User
 from ..permissions import READERS, SUBMITTERS, Roles, may_change, user_of
 from ..serializers import (
     BatchChangedSerializer,
@@ -36,6 +38,7 @@ from ..serializers import (
     BatchPageSerializer,
     BatchSerializer,
     BatchSummarySerializer,
+    ChangedSerializer,
     TaskPageSerializer,
     TaskSerializer,
     WhySerializer,
@@ -54,6 +57,16 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 )
 
 
+def admitted_all(user: User, rows: list[dict[str, Any]]) -> list[submit.Submission]:
+    """The rows of a batch body, each as `submit.admitted` reads one."""
+    return [
+        submit.admitted(
+            user, row["task"], row["priority"], f"tasks[{index}]", row["rank"], tuple(row["after"])
+        )
+        for index, row in enumerate(rows)
+    ]
+
+
 class TaskViewSet(GridViewSet):
     """``tasks/``: a client's own tasks; inspectors read everyone's, admins change them too."""
 
@@ -70,6 +83,8 @@ class TaskViewSet(GridViewSet):
         "cancel": SUBMITTERS,
         "retry": SUBMITTERS,
         "rejudge": SUBMITTERS,
+        "rejudge_many": SUBMITTERS,
+        "rank": SUBMITTERS,
     }
 
     def get_queryset(self) -> QuerySet[Task]:
@@ -124,7 +139,9 @@ class TaskViewSet(GridViewSet):
                 field="Idempotency-Key",
             )
         data = self.body(SubmitRequest)
-        item = submit.admitted(user, data["task"], data["priority"])
+        item = submit.admitted(
+            user, data["task"], data["priority"], rank=data["rank"], after=tuple(data["after"])
+        )
         task, created = submit.submit_once(user, item, key)
         return Response(task_resource(task, reason=False), status=201 if created else 200)
 
@@ -132,10 +149,7 @@ class TaskViewSet(GridViewSet):
     @action(detail=False, methods=["post"])
     def batch(self, request: Request) -> Response:
         user = user_of(request)
-        items = [
-            submit.admitted(user, item["task"], item["priority"], f"tasks[{index}]")
-            for index, item in enumerate(self.body(BatchSubmitRequest)["tasks"])
-        ]
+        items = admitted_all(user, self.body(BatchSubmitRequest)["tasks"])
         batch, tasks = submit.submit(user, items, batch=True)
         assert batch is not None
         for task in tasks:
@@ -192,6 +206,25 @@ class TaskViewSet(GridViewSet):
         `history`."""
         return Response(task_resource(self._change(transitions.rejudge)))
 
+    @extend_schema(
+        operation_id="tasks_rejudge_many",
+        request=RejudgeRequest,
+        responses=ChangedSerializer,
+    )
+    @action(detail=False, methods=["post"], url_path="rejudge")
+    def rejudge_many(self, request: Request) -> Response:
+        """Judge again in place every finished task the filter names (your own; an admin's,
+        anyone's); earlier runs stay in their `history`."""
+        data = self.body(RejudgeRequest)
+        return Response({"changed": rejudges.rejudge(user_of(request), data)})
+
+    @extend_schema(request=RankRequest, responses=TaskSerializer)
+    @action(detail=True, methods=["post"])
+    def rank(self, request: Request, key: str) -> Response:
+        """Set the task's place in its owner's own order (`rank`, higher first)."""
+        rank = self.body(RankRequest)["rank"]
+        return Response(task_resource(self._change(lambda task, now: ranks.set_rank(task, rank))))
+
     def _change(self, change: Callable[[Task, datetime], None]) -> Task:
         """Apply `change` to the task of the URL under its row lock; the task as it is now."""
         user = user_of(self.request)
@@ -221,6 +254,7 @@ class BatchViewSet(GridViewSet):
         "rerun": SUBMITTERS,
         "cancel": SUBMITTERS,
         "destroy": SUBMITTERS,
+        "rank": SUBMITTERS,
     }
 
     def get_queryset(self) -> QuerySet[Batch]:
@@ -280,10 +314,7 @@ class BatchViewSet(GridViewSet):
         """Add a page of tasks to an open batch, in one transaction."""
         batch = self._changed()
         data = self.body(BatchPageRequest)
-        items = [
-            submit.admitted(user_of(request), item["task"], item["priority"], f"tasks[{index}]")
-            for index, item in enumerate(data["tasks"])
-        ]
+        items = admitted_all(user_of(request), data["tasks"])
         return Response(batches.summary(batches.add_page(batch, data["start"], items)), status=201)
 
     @extend_schema(request=None, responses=BatchSerializer)
@@ -299,6 +330,14 @@ class BatchViewSet(GridViewSet):
         batch = self._changed()
         data = self.body(BatchRerunRequest)
         changed = batches.rerun(batch, data["which"], data["verdicts"])
+        return Response({"batch": batch.key, "changed": changed})
+
+    @extend_schema(request=RankRequest, responses=BatchChangedSerializer)
+    @action(detail=True, methods=["post"])
+    def rank(self, request: Request, key: str) -> Response:
+        """Set the rank (the owner's own order) of every task of the batch not finished yet."""
+        batch = self._changed()
+        changed = ranks.set_batch_rank(batch, self.body(RankRequest)["rank"])
         return Response({"batch": batch.key, "changed": changed})
 
     @extend_schema(request=None, responses=BatchChangedSerializer)
