@@ -184,10 +184,36 @@ def test_it_refuses_to_wait_for_an_open_batch_and_cancels_a_staged_task_at_the_s
     rows = [{"task": spec(), "after": [root]}, {"task": spec(), "after": ["notok:#0"]}]
     page = alice.post(f"batches/{batch}/tasks/", json={"start": 0, "tasks": rows})
     assert page.status_code == 201, page.text
-    run(fred, "n1", status="MEMORY_LIMIT")  # the staged task's dependency fails while its batch is open
+    run(
+        fred, "n1", status="MEMORY_LIMIT"
+    )  # the staged task's dependency fails while its batch is open
     assert claim(fred, "n1", wait=0)["task"] is None
     sealed = alice.post(f"batches/{batch}/seal/").json()
     assert sealed["states"]["cancelled"] == 1 and sealed["states"]["queued"] == 1
+
+
+def race(alice: Api, fred: Api, dependent_first: bool) -> str:
+    """A dependency ending while its dependent is submitted, from a barrier; the dependent."""
+    root = submitted(alice)["key"]
+    lease = claim(fred, "n1", wait=0)["lease"]["id"]
+    barrier = threading.Barrier(2)
+    dependent: list[str] = []
+
+    def end() -> None:
+        barrier.wait()
+        finish(fred, lease)
+
+    def depend() -> None:
+        barrier.wait()
+        # It needs a tag no node has: the next round's claim takes the next root.
+        dependent.append(submitted(alice, f"any:{root}", requires=["gpu-x"])["key"])
+
+    threads = [threading.Thread(target=depend), threading.Thread(target=end)]
+    for thread in threads if dependent_first else reversed(threads):
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return dependent[0]
 
 
 def test_it_never_leaves_a_dependent_waiting_when_its_dependency_ends_during_its_submission(
@@ -195,29 +221,5 @@ def test_it_never_leaves_a_dependent_waiting_when_its_dependency_ends_during_its
 ):
     alice, fred = grid.api("alice"), grid.api("fred")
     register(fred, "n1", slots=100)
-    rounds = 12
-    dependents: list[str] = []
-    for index in range(rounds):
-        root = submitted(alice)["key"]
-        lease = claim(fred, "n1", wait=0)["lease"]["id"]
-        barrier = threading.Barrier(2)
-
-        def end() -> None:
-            barrier.wait()
-            finish(fred, lease)
-
-        def depend() -> None:
-            barrier.wait()
-            # Its dependents need a tag no node has: the next round's claim takes its root.
-            dependents.append(submitted(alice, f"any:{root}", requires=["gpu-x"])["key"])
-
-        # Both orders: the dependent's submission first in half the rounds.
-        threads = [threading.Thread(target=end), threading.Thread(target=depend)]
-        if index % 2:
-            threads.reverse()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    assert len(dependents) == rounds
+    dependents = [race(alice, fred, dependent_first=index % 2 == 0) for index in range(12)]
     assert {state(alice, key)["state"] for key in dependents} == {"queued"}

@@ -82,7 +82,7 @@ class AfterField(SpecField[tuple[After, ...]]):
         )
         super().__init__(parse_after, **kwargs)
 
-    def to_internal_value(self, data: Any) -> tuple[After, ...]:
+    def to_internal_value(self, data: Any) -> tuple[After, ...]:  # type: ignore[override]
         try:
             return parse_after(data, "")
         except SpecError as error:
@@ -92,7 +92,7 @@ class AfterField(SpecField[tuple[After, ...]]):
             if item is None:
                 raise serializers.ValidationError(message) from None
             inner = {item[2]: message} if item[2] else message
-            raise serializers.ValidationError({int(item[1]): inner}) from None
+            raise serializers.ValidationError({int(item[1]): inner}) from None  # type: ignore[dict-item]
 
     def to_representation(self, value: Any) -> Any:
         return [item.to_dict() if isinstance(item, After) else item for item in value]
