@@ -223,3 +223,14 @@ def test_it_never_leaves_a_dependent_waiting_when_its_dependency_ends_during_its
     register(fred, "n1", slots=100)
     dependents = [race(alice, fred, dependent_first=index % 2 == 0) for index in range(12)]
     assert {state(alice, key)["state"] for key in dependents} == {"queued"}
+
+
+def test_it_settles_every_one_of_many_dependents_when_their_dependency_ends(grid: Server):
+    alice = grid.api("alice")
+    root = submitted(alice, requires=["gpu-x"])["key"]
+    for when in ("ok", "any"):
+        rows = [{"task": spec(requires=["gpu-x"]), "after": [f"{when}:{root}"]}] * 700
+        assert alice.post("tasks/batch/", json={"tasks": rows}).status_code == 201
+    assert alice.post(f"tasks/{root}/cancel/").status_code == 200
+    states = alice.get("queue/stats/").json()["states"]
+    assert (states["waiting"], states["queued"], states["cancelled"]) == (0, 700, 701)

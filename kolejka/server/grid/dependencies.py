@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Q
 from django.db.models.fields.json import KT
 
 from kolejka.common import Status
@@ -38,7 +39,15 @@ from . import backlog, transitions, wakeup
 from .errors import Invalid
 from .models import FINISHED, STAGED, Batch, BatchState, Dependency, State, Task, User
 
-UNFINISHED = [str(State.WAITING), str(State.QUEUED), "assigned", "running", STAGED]
+UNFINISHED = [
+    str(State.WAITING),
+    str(State.QUEUED),
+    str(State.ASSIGNED),
+    str(State.RUNNING),
+    STAGED,
+]
+# Rows decided per statement: within SQLite's limit of query parameters.
+CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -102,16 +111,18 @@ def link(
     by_position = _positions(tasks, batch_id, first, afters, fields)
     _refuse_cycles(tasks, afters, fields, by_position)
     named = {after.key for items in afters for after in items if after.key is not None}
-    found_tasks = {
-        task.key: task
-        for task in transitions.locked(
-            Task.objects.filter(owner=user, key__in=named).exclude(state=STAGED)
-        )
-        .order_by("id")
-        .only("id", "key", "state", "batch_id")
+    keys = sorted(named)
+    found_tasks: dict[str, Task] = {}
+    for begin in range(0, len(keys), CHUNK):
+        mine = Task.objects.filter(owner=user, key__in=keys[begin : begin + CHUNK])
+        found = transitions.locked(mine.exclude(state=STAGED)).order_by("id")
+        found_tasks |= {task.key: task for task in found.only("id", "key", "state", "batch_id")}
+    others = sorted(named - set(found_tasks))
+    found_batches = {
+        batch.key: batch
+        for begin in range(0, len(others), CHUNK)
+        for batch in Batch.objects.filter(owner=user, key__in=others[begin : begin + CHUNK])
     }
-    others = named - set(found_tasks)
-    found_batches = {batch.key: batch for batch in Batch.objects.filter(owner=user, key__in=others)}
     for batch in found_batches.values():
         # Its unfinished tasks locked: one ending now is seen ended, or sees our rows (above).
         list(
@@ -259,41 +270,62 @@ def _cancel(ids: list[int], reasons: dict[int, str], now: datetime) -> None:
 
 def settle(ended: Iterable[int], now: datetime) -> None:
     """The tasks `ended` just became final, in the caller's transaction: settle what waits on
-    them (and on their batches, when they were the last to end), down the chain."""
+    them (and on their batches, when they were the last to end), down the chain. A chunk of
+    rows at a time: a task many wait on passes SQLite's limit of query parameters."""
     pending = list(ended)
     while pending:
-        tasks = list(Task.objects.filter(pk__in=pending).only("id", "key", "batch_id"))
-        pending = []
-        outcomes = _ended(tasks)
-        decided: list[tuple[Dependency, bool, str]] = []
-        for edge in Dependency.objects.filter(on_task__in=tasks).order_by("task_id"):
-            ended_task = outcomes[edge.on_task_id]  # type: ignore[index]
-            met = When(edge.when).met(ended_task.succeeded)
-            decided.append((edge, met, _reason(ended_task.key, str(ended_task), edge.when)))
-        batches = {task.batch_id for task in tasks if task.batch_id is not None}
-        awaited = Dependency.objects.filter(on_batch_id__in=batches).select_related("on_batch")
-        batch_edges = list(awaited.order_by("task_id"))
-        # The dependents locked before the batches are judged: the last two tasks of a batch
+        cancelled: list[int] = []
+        for begin in range(0, len(pending), CHUNK):
+            cancelled += _settle(pending[begin : begin + CHUNK], now)
+        pending = cancelled
+
+
+def _settle(ended: list[int], now: datetime) -> list[int]:
+    """`settle` for at most `CHUNK` tasks; the tasks it cancelled."""
+    tasks = list(Task.objects.filter(pk__in=ended).only("id", "key", "batch_id"))
+    outcomes = _ended(tasks)
+    batches = {task.batch_id for task in tasks if task.batch_id is not None}
+    waiting = Dependency.objects.filter(Q(on_task__in=ended) | Q(on_batch_id__in=batches))
+    edges = list(waiting.select_related("on_batch").order_by("task_id", "id"))
+    judged: dict[int, tuple[bool, int] | None] = {}
+    cancelled: list[int] = []
+    for begin in range(0, len(edges), CHUNK):
+        part = edges[begin : begin + CHUNK]
+        # The dependents locked before their batches are judged: the last two tasks of a batch
         # ending at once take turns here, and the second sees the first ended.
-        dependents = {edge.task_id for edge, _, _ in decided} | {e.task_id for e in batch_edges}
         current = {
             task.pk: task
-            for task in transitions.locked(Task.objects.filter(pk__in=dependents))
+            for task in transitions.locked(
+                Task.objects.filter(pk__in={edge.task_id for edge in part})
+            )
             .order_by("id")
             .only("id", "state", "owner_id", "priority")
         }
-        judged: dict[int, tuple[bool, int] | None] = {}
-        for edge in batch_edges:
-            batch_id = edge.on_batch_id
-            assert batch_id is not None
-            if batch_id not in judged:
-                judged[batch_id] = _batch_ended(batch_id)
-            outcome = judged[batch_id]
+        # Loser of a race with another settle or a cancel: the row it decided is gone.
+        still = set(
+            Dependency.objects.filter(pk__in=[edge.pk for edge in part]).values_list(
+                "pk", flat=True
+            )
+        )
+        decided: list[tuple[Dependency, bool, str]] = []
+        for edge in part:
+            if edge.pk not in still:
+                continue
+            if edge.on_task_id is not None:
+                on = outcomes[edge.on_task_id]
+                reason = _reason(on.key, str(on), edge.when)
+                decided.append((edge, When(edge.when).met(on.succeeded), reason))
+                continue
+            assert edge.on_batch is not None
+            batch = edge.on_batch
+            if batch.pk not in judged:
+                judged[batch.pk] = _batch_ended(batch.pk)
+            outcome = judged[batch.pk]
             if outcome is not None:
-                met = When(edge.when).met(outcome[0])
-                assert edge.on_batch is not None
-                decided.append((edge, met, _batch_reason(edge.on_batch.key, outcome[1], edge.when)))
-        pending = _decide(decided, current, now)
+                reason = _batch_reason(batch.key, outcome[1], edge.when)
+                decided.append((edge, When(edge.when).met(outcome[0]), reason))
+        cancelled += _decide(decided, current, now)
+    return cancelled
 
 
 def _decide(
