@@ -69,3 +69,14 @@ def test_it_refuses_a_rank_that_is_not_a_whole_number_and_bobs_change_of_alices(
     assert bad.status_code == 400 and bad.json()["field"] == "rank"
     assert bob.post(f"tasks/{key}/rank/", json={"rank": 1}).status_code == 404
     assert alice.get(f"tasks/{key}/").json()["rank"] == 0
+
+
+def test_it_reads_an_owners_queue_in_her_order_past_tasks_that_do_not_fit(grid: Server):
+    alice, fred = grid.api("alice"), grid.api("fred")
+    register(fred, "n1", tags=["cpu"])
+    # More than a claim's window of high-ranked tasks no node can run, then ones that fit.
+    for _ in range(20):
+        submitted(alice, rank=5, requires=["gpu-x"])
+    low = [submitted(alice) for _ in range(2)]
+    high = [submitted(alice, rank=1) for _ in range(2)]
+    assert order(fred, 4) == [*high, *low]
