@@ -20,7 +20,7 @@ import json
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,18 +60,20 @@ def submit(
     folder: Path,
     priority: int = 0,
     on_page: Callable[[int], None] | None = None,
+    ordering: Sequence[dict[str, Any]] | dict[str, Any] | None = None,
 ) -> str:
     """Open a batch, add `tasks` (path files in `folder`) page by page and seal it; return its
-    key. `on_page` is told how many tasks are in after each page. A page whose answer was lost
-    and that the server already holds is not sent again."""
+    key. `on_page` is told how many tasks are in after each page. `ordering` holds the
+    ``rank`` and ``after`` fields of every task, or of each in turn. A page whose answer was
+    lost and that the server already holds is not sent again."""
     key = str(transport.json("POST", "batches/", json={})["batch"])
     cache: dict[str, str] = {}
     start = 0
     page: list[dict[str, Any]] = []
-    for task in tasks:
-        page.append(
-            {"task": upload_files(transport, task, folder, cache).to_dict(), "priority": priority}
-        )
+    for index, task in enumerate(tasks):
+        fields = ordering[index] if isinstance(ordering, Sequence) else ordering or {}
+        spec = upload_files(transport, task, folder, cache).to_dict()
+        page.append({"task": spec, "priority": priority, **fields})
         if len(page) == PAGE:
             start = _send(transport, key, start, page)
             page = []

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from kolejka.common import Status
 
 from . import params
-from .commands import _client, about
+from .commands import _client, about, ordering_arguments
 from .errors import ClientError
 from .exits import PLATFORM, SUCCESS, TASK_FAILURE
 from .models import BatchProgress
@@ -68,6 +68,8 @@ def batch_submit(args: argparse.Namespace, out: Output) -> int:
     and paths, stdin, stdout, stderr and id is replaced by the row's value ({{ and }} are
     braces); --range 1-2000 gives rows with {i} from 1 to 2000. Every row's task is checked
     before anything is sent; the batch runs once all of it is on the server. Prints its key.
+    --after makes every task wait for a task or batch; a row's "after" column adds its own
+    ([WHEN:]KEY or [WHEN:]#N for the batch's row N, 0 for the first; space-separated).
     """
     if (args.params is None) == (args.range is None):
         raise params.ParamsError("give a PARAMS file or --range FIRST-LAST, not both or neither")
@@ -78,9 +80,18 @@ def batch_submit(args: argparse.Namespace, out: Output) -> int:
     )
     template = params.Template(Path(args.template_dir))
     tasks = list(params.tasks(template, rows))
+    # A row's own dependencies: its "after" column, [WHEN:]KEY or [WHEN:]#ROW, space-separated.
+    each_after = [row.get("after", "").split() for row in rows]
     client = _client(args, out)
     with about(args.template_dir):
-        key = client.submit_array(tasks, args.template_dir, priority=args.priority)
+        key = client.submit_array(
+            tasks,
+            args.template_dir,
+            priority=args.priority,
+            rank=args.rank,
+            after=args.after or (),
+            each_after=each_after if any(each_after) else None,
+        )
     out.data({"batch": key, "total": len(tasks)}, key)
     return SUCCESS
 
@@ -164,6 +175,26 @@ def batch_retry(args: argparse.Namespace, out: Output) -> int:
     return SUCCESS
 
 
+def batch_rejudge(args: argparse.Namespace, out: Output) -> int:
+    """Judge every finished task of a batch again in place, whatever its verdict (as
+    batch retry --all): the earlier runs stay in each task's history."""
+    with about(f"batch {args.key}"):
+        changed = _client(args, out).rerun_batch(args.key, "all")
+    out.data({"batch": args.key, "changed": changed}, f"{args.key}: {changed} tasks queued again")
+    return SUCCESS
+
+
+def batch_prio(args: argparse.Namespace, out: Output) -> int:
+    """Move every unfinished task of a batch within your own queue (RANK, higher first; never
+    before other users' tasks)."""
+    with about(f"batch {args.key}"):
+        changed = _client(args, out).set_batch_rank(args.key, args.rank)
+    out.data(
+        {"batch": args.key, "changed": changed}, f"{args.key}: {changed} tasks at rank {args.rank}"
+    )
+    return SUCCESS
+
+
 def batch_get(args: argparse.Namespace, out: Output) -> int:
     """Write every result of a batch into DIR/<position>/ (its row: 0 for the first).
 
@@ -228,11 +259,12 @@ def add_parsers(
     submit.add_argument("params", metavar="PARAMS", nargs="?", help=".json .yaml .csv .jsonl")
     submit.add_argument("--range", metavar="FIRST-LAST", help="rows {i} = FIRST..LAST")
     submit.add_argument("--priority", type=int, default=0, help="higher runs first (admins: >0)")
+    ordering_arguments(submit)
     listing = command(group, "list", batch_list, common)
     listing.add_argument("--state", choices=["open", "sealed"], help="only batches in this state")
     listing.add_argument("--limit", type=int, default=100, metavar="N", help="at most N (100)")
     for name, function in (("status", batch_status), ("cancel", batch_cancel),
-                           ("purge", batch_purge)):  # fmt: skip
+                           ("purge", batch_purge), ("rejudge", batch_rejudge)):  # fmt: skip
         command(group, name, function, common).add_argument("key", metavar="BATCH")
     wait = command(group, "wait", batch_wait, common)
     wait.add_argument("key", metavar="BATCH")
@@ -249,6 +281,9 @@ def add_parsers(
         choices=[str(status) for status in Status],
         help="tasks with verdict V: OK, RUNTIME_ERROR, TIME_LIMIT, ... (repeat for several)",
     )
+    prio = command(group, "prio", batch_prio, common)
+    prio.add_argument("key", metavar="BATCH")
+    prio.add_argument("rank", metavar="RANK", type=int)
     get = command(group, "get", batch_get, common)
     get.add_argument("key", metavar="BATCH")
     get.add_argument("folder", metavar="DIR")

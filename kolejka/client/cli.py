@@ -8,7 +8,7 @@ import inspect
 from collections.abc import Callable, Sequence
 
 from kolejka import __version__
-from kolejka.common import SpecError
+from kolejka.common import SpecError, Status
 from kolejka.common.states import TaskState
 
 from . import batch_commands, commands
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("task_dir", metavar="TASK_DIR")
     execute.add_argument("result_dir", metavar="RESULT_DIR")
     execute.add_argument("--priority", type=int, default=0, help="higher runs first (admins: >0)")
+    commands.ordering_arguments(execute)
     execute.add_argument(
         "--cancel-on-interrupt",
         action="store_true",
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     put = _command(task_commands, "put", commands.task_put, common)
     put.add_argument("task_dir", metavar="TASK_DIR")
     put.add_argument("--priority", type=int, default=0, help="higher runs first (admins: >0)")
+    commands.ordering_arguments(put)
     get = _command(task_commands, "get", commands.task_get, common)
     get.add_argument("key", metavar="KEY")
     get.add_argument("folder", metavar="DIR")
@@ -108,7 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = _command(task_commands, "cancel", commands.task_cancel, common)
     cancel.add_argument("key", metavar="KEY")
     rejudge = _command(task_commands, "rejudge", commands.task_rejudge, common)
-    rejudge.add_argument("key", metavar="KEY")
+    rejudge.add_argument("key", metavar="KEY", nargs="?", help="one task (or use the filters)")
+    rejudge.add_argument(
+        "--state", choices=[str(state) for state in TaskState if state.final], help="in this state"
+    )
+    rejudge.add_argument(
+        "--verdict",
+        action="append",
+        metavar="V",
+        choices=[str(status) for status in Status],
+        help="done with verdict V: OK, RUNTIME_ERROR, ... (repeat for several)",
+    )
+    rejudge.add_argument("--batch", metavar="BATCH", help="of this batch")
+    rejudge.add_argument("--tag", metavar="TAG", help="requiring this node tag")
+    rejudge.add_argument("--owner", metavar="NAME", help="this user's tasks (admins)")
+    prio = _command(task_commands, "prio", commands.task_prio, common)
+    prio.add_argument("key", metavar="KEY")
+    prio.add_argument("rank", metavar="RANK", type=int)
     why = _command(task_commands, "why", commands.task_why, common)
     why.add_argument("key", metavar="KEY")
     deliveries = _command(task_commands, "deliveries", commands.task_deliveries, common)

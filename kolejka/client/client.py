@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import requests
 
 from kolejka.common import Result, Task, load_task
+from kolejka.common.after import After, parse_after
 from kolejka.common.states import TaskState
 
 from . import arrays, blobs, folders
@@ -67,6 +68,12 @@ class WaitTimeout(ClientError, TimeoutError):
     """The task did not finish within the time given to `wait`."""
 
     exit_code: ClassVar[int] = PLATFORM
+
+
+def ordering(rank: int, after: Sequence[str | After]) -> dict[str, Any]:
+    """The `rank` and `after` fields of a submission, checked by the common rules first."""
+    given = [item if isinstance(item, str) else item.to_dict() for item in after]
+    return {"rank": rank, "after": [item.to_dict() for item in parse_after(given)]}
 
 
 class KolejkaClient(NodeApi):
@@ -207,24 +214,47 @@ class KolejkaClient(NodeApi):
         return folders.upload_task(self.transport, task, folder, self.progress)
 
     def submit(
-        self, task: Task | PathLike, *, folder: PathLike | None = None, priority: int = 0
+        self,
+        task: Task | PathLike,
+        *,
+        folder: PathLike | None = None,
+        priority: int = 0,
+        rank: int = 0,
+        after: Sequence[str | After] = (),
     ) -> TaskInfo:
-        """Upload the task's files and queue it; return the new task (its `key` names it)."""
+        """Upload the task's files and queue it; return the new task (its `key` names it).
+        `rank` orders it among your own tasks (higher first); `after` are the tasks or batches
+        it waits for (`kolejka.common.after`: ``"t-..."``, ``"notok:t-..."``, ``After``)."""
         spec = self.upload_task(task, folder)
         # One key for every try: a submission sent again after a lost answer finds its task.
         answer = self.transport.json(
             "POST",
             "tasks/",
-            json={"task": spec.to_dict(), "priority": priority},
+            json={"task": spec.to_dict(), "priority": priority, **ordering(rank, after)},
             headers={"Idempotency-Key": uuid.uuid4().hex},
             safe=True,
         )
         return TaskInfo.from_dict(answer)
 
-    def submit_batch(self, tasks: Iterable[Task | PathLike], *, priority: int = 0) -> Batch:
+    def submit_batch(
+        self,
+        tasks: Iterable[Task | PathLike],
+        *,
+        priority: int = 0,
+        rank: int = 0,
+        after: Sequence[str | After] = (),
+    ) -> Batch:
         """Upload and queue many tasks (task folders or `Task` objects with reference files) at
-        once, all or none. Raises `BadRequest` naming ``tasks[i].task.<field>``."""
-        items = [{"task": self.upload_task(task).to_dict(), "priority": priority} for task in tasks]
+        once, all or none, each with `rank` and waiting for `after`. Raises `BadRequest` naming
+        ``tasks[i].task.<field>``."""
+        items = [
+            {
+                "task": self.upload_task(task).to_dict(),
+                "priority": priority,
+                **ordering(rank, after),
+            }
+            for task in tasks
+        ]
         return Batch.from_dict(self.transport.json("POST", "tasks/batch/", json={"tasks": items}))
 
     def task(self, key: str) -> TaskInfo:
@@ -328,6 +358,28 @@ class KolejkaClient(NodeApi):
         say); its earlier runs stay in its `history`. Raises `Conflict` for one not finished."""
         return TaskInfo.from_dict(self.transport.json("POST", f"tasks/{key}/rejudge/"))
 
+    def rejudge_matching(
+        self,
+        *,
+        state: str | None = None,
+        verdicts: Iterable[str] = (),
+        batch: str | None = None,
+        tag: str | None = None,
+        owner: str | None = None,
+    ) -> int:
+        """Judge again in place every finished task matching all the filters given (your own;
+        an admin's, anyone's or `owner`'s); return how many."""
+        body: dict[str, Any] = {"verdicts": list(verdicts)}
+        for name, value in (("state", state), ("batch", batch), ("tag", tag), ("owner", owner)):
+            if value is not None:
+                body[name] = value
+        return int(self.transport.json("POST", "tasks/rejudge/", json=body)["changed"])
+
+    def set_rank(self, key: str, rank: int) -> TaskInfo:
+        """Move the task within your own order (higher `rank` first, never ahead of others')."""
+        answer = self.transport.json("POST", f"tasks/{key}/rank/", json={"rank": rank}, safe=True)
+        return TaskInfo.from_dict(answer)
+
     def delete(self, key: str) -> None:
         """Delete the task (cancelling it first if it runs)."""
         self.transport.request("DELETE", f"tasks/{key}/")
@@ -388,10 +440,21 @@ class KolejkaClient(NodeApi):
         *,
         priority: int = 0,
         on_page: Callable[[int], None] | None = None,
+        rank: int = 0,
+        after: Sequence[str | After] = (),
+        each_after: Sequence[Sequence[str | After]] | None = None,
     ) -> str:
         """Queue `tasks` (their path files in `folder`) as one batch of any size, streamed in
-        pages and queued all at once at the end; return the batch's key (`arrays.submit`)."""
-        return arrays.submit(self.transport, tasks, Path(folder), priority, on_page)
+        pages and queued all at once at the end; return the batch's key (`arrays.submit`).
+        Every task waits for `after`, and the i-th also for `each_after[i]` (positions ``"#N"``
+        name the batch's own tasks)."""
+        orders = [
+            ordering(rank, [*after, *(each_after[index] if each_after else ())])
+            for index in range(len(each_after) if each_after else 0)
+        ]
+        return arrays.submit(
+            self.transport, tasks, Path(folder), priority, on_page, orders or ordering(rank, after)
+        )
 
     def batches(
         self, *, state: str | None = None, owner: str | None = None, limit: int | None = None
@@ -422,6 +485,13 @@ class KolejkaClient(NodeApi):
         verdict), ``all``, or ``verdict`` (those with one of `verdicts`); return how many."""
         answer = self.transport.json(
             "POST", f"batches/{batch}/rerun/", json={"which": which, "verdicts": list(verdicts)}
+        )
+        return int(answer["changed"])
+
+    def set_batch_rank(self, batch: str, rank: int) -> int:
+        """Give every unfinished task of the batch `rank`; return how many."""
+        answer = self.transport.json(
+            "POST", f"batches/{batch}/rank/", json={"rank": rank}, safe=True
         )
         return int(answer["changed"])
 

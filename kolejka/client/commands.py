@@ -162,6 +162,20 @@ def _finish(
     return _verdict_exit(result)
 
 
+def ordering_arguments(parser: argparse.ArgumentParser) -> None:
+    """--after and --rank, for every command that submits."""
+    parser.add_argument(
+        "--after",
+        action="append",
+        metavar="[WHEN:]KEY",
+        help="wait for this task or batch to end: ok (the default: done with an OK verdict), "
+        "notok (any other way) or any, as notok:KEY (repeat for several)",
+    )
+    parser.add_argument(
+        "--rank", type=int, default=0, help="order among your own tasks, higher first (0)"
+    )
+
+
 def execute(args: argparse.Namespace, out: Output) -> int:
     """Run a task folder on the grid and write its result folder.
 
@@ -173,17 +187,23 @@ def execute(args: argparse.Namespace, out: Output) -> int:
     """
     client = _client(args, out)
     with about(args.task_dir):
-        info = client.submit(args.task_dir, priority=args.priority)
+        info = client.submit(
+            args.task_dir, priority=args.priority, rank=args.rank, after=args.after or ()
+        )
     on_interrupt: Interrupt = "cancel" if args.cancel_on_interrupt else "ask"
     final = _wait(client, info.key, out, on_interrupt, submitted=info)
     return _finish(client, final, args.result_dir, out, info.key)
 
 
 def task_put(args: argparse.Namespace, out: Output) -> int:
-    """Submit a task folder and print its key (without waiting)."""
+    """Submit a task folder and print its key (without waiting). With --after it waits, unseen
+    by nodes, until those tasks or batches end: ok (done with an OK verdict), notok (any other
+    way) or any; a dependency that can no longer be met cancels it."""
     client = _client(args, out)
     with about(args.task_dir):
-        info = client.submit(args.task_dir, priority=args.priority)
+        info = client.submit(
+            args.task_dir, priority=args.priority, rank=args.rank, after=args.after or ()
+        )
     out.data(dict(info.raw), info.key)
     return SUCCESS
 
@@ -309,7 +329,9 @@ def task_why(args: argparse.Namespace, out: Output) -> int:
     client = _client(args, out)
     with about(f"task {args.key}"):
         why = client.why(args.key)
-    if why.state != TaskState.QUEUED:
+    if why.state == TaskState.WAITING:
+        text = f"{why.key}: waiting\nwaiting   {why.reason}"
+    elif why.state != TaskState.QUEUED:
         where = f" on {why.node}" if why.node else ""
         text = f"{why.key} is {why.state}{where}: it does not wait in the queue"
     else:
@@ -335,11 +357,37 @@ def task_cancel(args: argparse.Namespace, out: Output) -> int:
 
 def task_rejudge(args: argparse.Namespace, out: Output) -> int:
     """Judge a finished task again in place, whatever its verdict; earlier runs stay readable
-    in its history (task status --json)."""
+    in its history (task status --json). Without KEY, every finished task matching all of
+    --state, --verdict, --batch, --tag (and, for admins, --owner) is: at least one is needed."""
+    client = _client(args, out)
+    filters = (args.state, args.verdict, args.batch, args.tag, args.owner)
+    if args.key is not None:
+        if any(filters):
+            raise ClientError("give a KEY or filters (--state, --verdict, ...), not both")
+        with about(f"task {args.key}"):
+            info = client.rejudge(args.key)
+        out.data(dict(info.raw), f"{info.key}: {info.state}")
+        return SUCCESS
+    if not any(filters):
+        raise ClientError("give a KEY or at least one filter (--state, --verdict, --batch, ...)")
+    changed = client.rejudge_matching(
+        state=args.state,
+        verdicts=args.verdict or (),
+        batch=args.batch,
+        tag=args.tag,
+        owner=args.owner,
+    )
+    out.data({"changed": changed}, f"{changed} tasks queued to be judged again")
+    return SUCCESS
+
+
+def task_prio(args: argparse.Namespace, out: Output) -> int:
+    """Move a task within your own queue: a higher RANK runs before your lower ones (default
+    0), never before other users' tasks."""
     client = _client(args, out)
     with about(f"task {args.key}"):
-        info = client.rejudge(args.key)
-    out.data(dict(info.raw), f"{info.key}: {info.state}")
+        info = client.set_rank(args.key, args.rank)
+    out.data(dict(info.raw), f"{info.key}: rank {info.rank}")
     return SUCCESS
 
 

@@ -62,6 +62,8 @@ class TaskInfo:
     position: int | None  # its place in its batch, 0 for the first
     history: list[Mapping[str, Any]]  # earlier runs of a task run again in place, oldest first
     raw: Mapping[str, Any] = field(repr=False)
+    rank: int = 0  # its place in its owner's own order, higher first
+    after: list[Mapping[str, Any]] = field(default_factory=list)  # its dependencies
 
     @classmethod
     def from_dict(cls, data: object) -> TaskInfo:
@@ -92,6 +94,8 @@ class TaskInfo:
             else None,
             history=[item for item in document.get("history") or [] if isinstance(item, Mapping)],
             raw=document,
+            rank=_int(document.get("rank")),
+            after=[item for item in document.get("after") or [] if isinstance(item, Mapping)],
         )
 
 

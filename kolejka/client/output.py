@@ -93,8 +93,8 @@ def describe_state(info: TaskInfo) -> str:
     if info.state in (TaskState.ASSIGNED, TaskState.RUNNING) and info.node:
         preposition = "to" if info.state == TaskState.ASSIGNED else "on"
         return f"{info.state} {preposition} {info.node}"
-    if info.state == TaskState.FAILED and info.error:
-        return f"failed: {info.error}"
+    if info.state in (TaskState.FAILED, TaskState.CANCELLED) and info.error:
+        return f"{info.state}: {info.error}"  # cancelled: a dependency that failed it
     return str(info.state)
 
 

@@ -7,9 +7,12 @@ import enum
 
 
 class TaskState(enum.StrEnum):
-    """Where a task is in its life: ``queued`` → ``assigned`` (claimed) → ``running`` →
-    ``done`` or ``failed``, or ``cancelled`` by its owner before it is final."""
+    """Where a task is in its life: ``waiting`` for its dependencies (``after``, no claim sees
+    it) → ``queued`` → ``assigned`` (claimed) → ``running`` → ``done`` or ``failed``, or
+    ``cancelled`` by its owner before it is final (or because a dependency can no longer be met).
+    """
 
+    WAITING = "waiting"
     QUEUED = "queued"
     ASSIGNED = "assigned"
     RUNNING = "running"

@@ -221,6 +221,27 @@ ROWS = {
         changes=True,
         keeps=lambda w: (w.done, "done"),
     ),
+    "rejudge many": Row(
+        "POST",
+        lambda w: "tasks/rejudge/",
+        tasks_of(200, 403, 403, 403, 200),
+        # Only the tasks no node takes: the next world's claims stay as planned.
+        body=lambda w, c: {"owner": "alice", "state": "cancelled", "tag": "nowhere"},
+        changes=True,
+        keeps=lambda w: (w.cancelled, "cancelled"),
+    ),
+    "rank": Row(
+        "POST",
+        lambda w: f"tasks/{w.queued}/rank/",
+        tasks_of(200, 404, 403, 403, 200),
+        body=lambda w, c: {"rank": 1},
+    ),
+    "batch rank": Row(
+        "POST",
+        lambda w: f"batches/{w.batch}/rank/",
+        tasks_of(200, 404, 403, 403, 200),
+        body=lambda w, c: {"rank": 1},
+    ),
     "result": Row("GET", lambda w: f"tasks/{w.done}/result/", tasks_of(200, 404, 403, 200, 200)),
     "deliveries": Row(
         "GET", lambda w: f"tasks/{w.done}/deliveries/", tasks_of(200, 404, 403, 200, 200)

@@ -22,7 +22,7 @@ from django.utils import timezone
 from kolejka.common import Status
 from kolejka.common.notify import Notify
 
-from . import backlog, blobs, notify, submit, transitions, wakeup
+from . import backlog, blobs, dependencies, notify, submit, transitions, wakeup
 from .errors import Conflict, Invalid
 from .models import FINISHED, STAGED, Batch, BatchState, State, Task, User
 from .submit import Submission
@@ -66,6 +66,7 @@ def add_page(batch: Batch, start: int, submissions: list[Submission]) -> Batch:
             for index, item in enumerate(submissions)
         )
         submit.add_files(tasks, submissions)
+        submit.link(batch.owner, tasks, submissions, now, start)
         current.size += len(tasks)
         Batch.objects.filter(pk=current.pk).update(size=current.size)
     return current
@@ -82,6 +83,10 @@ def seal(batch: Batch) -> Batch:
         if current.size == 0:
             raise Conflict(f"the batch {batch.key} has no tasks; add a page first")
         staged = Task.objects.filter(batch=current, state=STAGED)
+        # A dependency that failed a task while its batch was open left its reason (`error`).
+        failed = list(staged.filter(error__isnull=False).values_list("id", flat=True))
+        staged.filter(error__isnull=False).update(state=State.CANCELLED, finished=now, updated=now)
+        staged.filter(awaits__isnull=False).update(state=State.WAITING, updated=now)
         counts = Counter(
             {
                 (current.owner_id, priority): n
@@ -92,6 +97,7 @@ def seal(batch: Batch) -> Batch:
         )
         staged.update(state=State.QUEUED, updated=now)
         backlog.add(counts)
+        dependencies.settle(failed, now)
         Batch.objects.filter(pk=current.pk).update(state=BatchState.SEALED, sealed=now)
         current.state, current.sealed = BatchState.SEALED, now
         wakeup.notify(wakeup.QUEUE)
@@ -154,7 +160,7 @@ def rerun(batch: Batch, which: str, verdicts: list[str]) -> int:
     if batch.state != BatchState.SEALED:
         raise Conflict(f"the batch {batch.key} is still open; seal it first")
     ids = list(rerun_candidates(batch, which, verdicts).order_by("id").values_list("id", flat=True))
-    return _each(ids, lambda task, now: transitions.rerun(task, now), FINISHED)
+    return each(ids, lambda task, now: transitions.rerun(task, now), FINISHED)
 
 
 def cancel(batch: Batch) -> int:
@@ -177,7 +183,7 @@ def purge(batch: Batch) -> int:
     return gone.get(Task._meta.label, 0)
 
 
-def _each(ids: list[int], change: Callable[[Task, datetime], None], states: tuple[str, ...]) -> int:
+def each(ids: list[int], change: Callable[[Task, datetime], None], states: tuple[str, ...]) -> int:
     """Apply `change` to the tasks `ids` still in one of `states`, under their row locks, a
     chunk per transaction; return how many it was applied to."""
     changed = 0

@@ -1,14 +1,17 @@
 """Claims: which queued task a node gets, decided by the database so that no task goes twice.
 
 Order: the highest priority first; within a priority the owner with the fewest tasks running
-(fair share); then the oldest task. The claim visits queues from the `Backlog` table (one row per
-owner and priority) and reads a bounded window of each queue through a partial index,
-pre-filtered in SQL by the numeric resources; `Demand.misfit` has the final word. So the cost of
-a claim depends on the number of owners waiting, not on the depth of the queue, and a task that
-fits no node is passed over instead of blocking the ones behind it. A task that fits the node
-but not its free part, first in line, reserves the node: the tasks after it start only if they
-do not delay it (`reservations.py`). A task asking more cpus than any registered node has asks
-the largest node's cores (`Demand.clamped`).
+(fair share); then the oldest task, except that each owner's own tasks take the places their
+owner's tasks hold in that order in the owner's own order (`rank`, highest first; then age):
+an owner reorders their own tasks, never gets one ahead of another owner's. Waiting tasks
+(`dependencies.py`) are not queued: no claim reads them. The claim visits queues from the
+`Backlog` table (one row per owner and priority) and reads a bounded window of each queue
+through a partial index, pre-filtered in SQL by the numeric resources; `Demand.misfit` has the
+final word. So the cost of a claim depends on the number of owners waiting, not on the depth of
+the queue, and a task that fits no node is passed over instead of blocking the ones behind it.
+A task that fits the node but not its free part, first in line, reserves the node: the tasks
+after it start only if they do not delay it (`reservations.py`). A task asking more cpus than
+any registered node has asks the largest node's cores (`Demand.clamped`).
 
 The winner of a race takes the row in one locked statement: ``SELECT ... FOR UPDATE SKIP LOCKED``
 on PostgreSQL (a loser skips the row another claim holds and tries its next candidate), and an
@@ -43,8 +46,10 @@ OWNER_BUDGET = 256
 CLAIM_BUDGET = 4096
 # Owners of one fair-share tier looked at one by one; a larger tier is read in one query.
 SMALL_TIER = 16
-CANDIDATE_FIELDS = ("id", "owner_id", "priority", "spec", "reserved_node_id", "reserved_until")
-Row = tuple[int, int, int, object, int | None, datetime | None]
+CANDIDATE_FIELDS = (
+    "id", "owner_id", "priority", "spec", "reserved_node_id", "reserved_until", "rank"
+)  # fmt: skip
+Row = tuple[int, int, int, object, int | None, datetime | None, int]
 
 
 @dataclass(frozen=True)
@@ -152,7 +157,7 @@ class _Walk:
         one reserves the node, and the tasks after it must not delay it."""
         found = []
         for entry in entries:
-            task_id, owner_id, priority, _, reserved_by, until = entry.row
+            task_id, owner_id, priority, _, reserved_by, until, _ = entry.row
             if entry.fits:
                 plan = self.plan
                 if plan is None or plan.allows(
@@ -174,13 +179,14 @@ class _Walk:
         return found
 
     def _owner(self, owner: int, priority: int) -> list[_Entry]:
-        """One owner's queue of one priority, a window at a time, until enough fit now."""
-        last, entries = 0, []
+        """One owner's queue of one priority in the owner's order, a window at a time, until
+        enough fit now."""
+        after, entries = Q(), []
         for _ in range(OWNER_BUDGET // WINDOW):
             rows: list[Row] = list(
                 self._queued()
-                .filter(owner_id=owner, priority=priority, id__gt=last)
-                .order_by("owner_id", "priority", "id")
+                .filter(after, owner_id=owner, priority=priority)
+                .order_by("owner_id", "priority", "-rank", "id")
                 .values_list(*CANDIDATE_FIELDS)[:WINDOW]
             )
             self.budget -= len(rows)
@@ -188,7 +194,8 @@ class _Walk:
             fitting = sum(entry.fits for entry in entries)
             if fitting >= _wanted() or len(rows) < WINDOW or self.budget <= 0:
                 break
-            last = rows[-1][0]
+            last_id, last_rank = rows[-1][0], rows[-1][6]
+            after = Q(rank__lt=last_rank) | Q(rank=last_rank, id__gt=last_id)
         return entries
 
     def candidates(self) -> list[Candidate]:
@@ -223,12 +230,27 @@ class _Walk:
                 self.budget -= len(rows)
                 entries = self._read(rows)
             # Within a tier, the oldest first: whether a wide task is first in line, too.
-            found = self._look(sorted(entries, key=lambda entry: entry.row[0]))
+            found = self._look(in_order(entries))
             if found:
                 return found
             if self.budget <= 0:
                 break
         return []
+
+
+def in_order(entries: list[_Entry]) -> list[_Entry]:
+    """`entries` of one tier in the claim's order: by age, each owner's tasks in the places of
+    the owner's own, in the owner's order (rank, highest first, then age)."""
+    places: dict[int, list[int]] = {}
+    own: dict[int, list[_Entry]] = {}
+    for entry in entries:
+        places.setdefault(entry.row[1], []).append(entry.row[0])
+        own.setdefault(entry.row[1], []).append(entry)
+    placed: list[tuple[int, _Entry]] = []
+    for owner, mine in own.items():
+        mine.sort(key=lambda entry: (-entry.row[6], entry.row[0]))
+        placed += zip(sorted(places[owner]), mine, strict=True)
+    return [entry for _, entry in sorted(placed, key=lambda pair: pair[0])]
 
 
 def _larger(one: Capacity, other: Capacity) -> Capacity:

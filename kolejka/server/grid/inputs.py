@@ -7,10 +7,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from kolejka.common import Capacity, Limits, Result, Status, TaskState
+from kolejka.common import Capacity, Limits, Result, SpecError, Status, TaskState
 from kolejka.common import Task as TaskSpec
+from kolejka.common.after import MAX_AFTER, After, parse_after
 from kolejka.common.blobs import is_reference
 from kolejka.common.notify import BATCH_EVENTS, Notify, parse_notify
 
@@ -22,6 +24,7 @@ from .fields import (
     StrictIntegerField,
     StrictSerializer,
     WaitField,
+    spec_message,
 )
 
 MAX_BATCH = 1000
@@ -47,6 +50,65 @@ def _reference(value: str) -> None:
         raise serializers.ValidationError("must be a blob reference: a sha256 in lower-case hex")
 
 
+@extend_schema_field(
+    {
+        "type": "array",
+        "maxItems": MAX_AFTER,
+        "items": {
+            "oneOf": [
+                {"type": "string", "description": "[WHEN:]KEY or [WHEN:]#POSITION"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "key": {"type": "string"},
+                        "position": {"type": "integer", "minimum": 0},
+                        "when": {"type": "string", "enum": ["ok", "any", "notok"]},
+                    },
+                    "additionalProperties": False,
+                },
+            ]
+        },
+    }
+)
+class AfterField(SpecField[tuple[After, ...]]):
+    """Dependencies (`kolejka.common.after`): the task waits until they end as they say."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("default", list)
+        kwargs.setdefault(
+            "help_text",
+            "tasks or batches (by key; within a batch submission also by position) this task "
+            "waits for: ok (done with an OK verdict), notok (ended any other way) or any",
+        )
+        super().__init__(parse_after, **kwargs)
+
+    def to_internal_value(self, data: Any) -> tuple[After, ...]:  # type: ignore[override]
+        try:
+            return parse_after(data, "")
+        except SpecError as error:
+            # "[2].when": the error renderer names the item of the list as ``after[2].when``.
+            item = re.fullmatch(r"\[(\d+)\](?:\.(.+))?", error.field)
+            message = [spec_message(error)]
+            if item is None:
+                raise serializers.ValidationError(message) from None
+            inner = {item[2]: message} if item[2] else message
+            raise serializers.ValidationError({int(item[1]): inner}) from None  # type: ignore[dict-item]
+
+    def to_representation(self, value: Any) -> Any:
+        return [item.to_dict() if isinstance(item, After) else item for item in value]
+
+
+def _rank(**kwargs: Any) -> StrictIntegerField:
+    return StrictIntegerField(
+        min_value=-MAX_PRIORITY,
+        max_value=MAX_PRIORITY,
+        help_text="the owner's own order of their queued tasks of one priority, higher first; "
+        "never ahead of another user's tasks",
+        **kwargs,
+    )
+
+
 # Bodies
 
 
@@ -64,6 +126,8 @@ class SubmitRequest(StrictSerializer):
         max_value=MAX_PRIORITY,
         help_text="higher runs first; only admins may go above 0",
     )
+    rank = _rank(required=False, default=0)
+    after = AfterField()
 
 
 class ScheduleRequest(StrictSerializer):
@@ -136,6 +200,30 @@ class BatchRerunRequest(StrictSerializer):
         if attrs["which"] == "verdict" and not attrs["verdicts"]:
             raise serializers.ValidationError({"verdicts": ["name at least one verdict"]})
         return attrs
+
+
+class RankRequest(StrictSerializer):
+    rank = _rank()
+
+
+class RejudgeRequest(StrictSerializer):
+    """Which finished tasks a rejudge runs again: every filter given must hold."""
+
+    state = serializers.ChoiceField(
+        choices=[str(state) for state in TaskState if state.final], required=False
+    )
+    verdicts = serializers.ListField(
+        child=serializers.ChoiceField(choices=[str(status) for status in Status]),
+        required=False,
+        default=list,
+        max_length=len(Status),
+        help_text="done tasks with one of these verdicts",
+    )
+    batch = StrictCharField(required=False, max_length=64)
+    tag = StrictCharField(
+        required=False, max_length=255, help_text="tasks that require this node tag"
+    )
+    owner = StrictCharField(required=False, max_length=150, help_text="admins: another's tasks")
 
 
 class BundleRequest(StrictSerializer):

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from kolejka.common import Result
 
-from . import blobs, deliver, notify, schedules, transitions, wakeup
+from . import blobs, deliver, dependencies, notify, schedules, transitions, wakeup
 from .errors import Conflict, Invalid, LeaseLost, NotFound
 from .models import ACTIVE, Lease, Node, Outcome, State, Task, TaskFile, User, Wakeup
 
@@ -124,6 +124,7 @@ def accept_result(lease: Lease, user: User, result: Result) -> Task:
             for name, reference in references.items()
         )
         wakeup.notify(wakeup.task_topic(task_id))
+        dependencies.settle([task_id], now)
         done = _loaded(task_id)
         notify.task_ended(done, State.DONE)
     return done

@@ -147,9 +147,15 @@ class Task(models.Model):
     owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="tasks")
     state = models.CharField(max_length=16, choices=STATE_CHOICES, default=State.QUEUED)
     priority = models.IntegerField(default=0)
+    # The owner's own order of their queued tasks of one priority (higher first); it never puts
+    # a task ahead of another owner's (`claims.py`).
+    rank = models.IntegerField(default=0)
     batch = models.ForeignKey(
         Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
     )
+    # The dependencies as submitted (`kolejka.common.after`, positions resolved to keys); the
+    # ones still awaited are `Dependency` rows.
+    after = models.JSONField(default=list, blank=True)
     # The task's place in its batch (0 for the first), which names its result in `batch get`.
     position = models.PositiveIntegerField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -215,13 +221,21 @@ class Task(models.Model):
             ),
         )
         indexes = (
-            # Claims walk one owner's queued tasks of one priority in age order: a bounded index
-            # range scan whatever the depth of the queue (claims.py orders by all three columns,
-            # so that no planner prefers an index that walks other owners' tasks first).
+            # Claims walk one owner's queued tasks of one priority in the owner's order (rank,
+            # then age): a bounded index range scan whatever the depth of the queue (claims.py
+            # orders by all four columns, so that no planner prefers an index that walks other
+            # owners' tasks first). Waiting tasks are not in it: a claim never reads them.
             models.Index(
-                fields=["owner", "priority", "id"],
+                fields=["owner", "priority", "-rank", "id"],
                 condition=Q(state="queued"),
-                name="task_queued_by_owner",
+                name="task_queued_in_order",
+            ),
+            # Whether a batch has tasks left to end (a batch dependency): one index probe per
+            # task that ends, not a scan of the batch.
+            models.Index(
+                fields=["batch"],
+                condition=Q(state__in=["waiting", "queued", "assigned", "running", "staged"]),
+                name="task_unfinished_by_batch",
             ),
             # Fair share counts each owner's running tasks: as many rows as run, not as queue.
             models.Index(
@@ -238,6 +252,29 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class Dependency(models.Model):
+    """`task` waits for `on_task` (or for every task of `on_batch`) to end as `when` says
+    (`dependencies.py`). A row is an awaited dependency: it goes when met, and its task is
+    queued when it has none left; one that can no longer be met cancels its task."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="awaits")
+    on_task = models.ForeignKey(
+        Task, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    on_batch = models.ForeignKey(
+        Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    when = models.CharField(max_length=8)
+
+    class Meta:
+        indexes = (
+            # A task that ends reads its dependents' rows, and a batch's last task its batch's:
+            # as many rows as wait on it (the foreign keys' own indexes, named for the reason).
+            models.Index(fields=["on_task"], name="dependency_on_task"),
+            models.Index(fields=["on_batch"], name="dependency_on_batch"),
+        )
 
 
 class TaskFile(models.Model):

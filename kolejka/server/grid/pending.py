@@ -21,7 +21,7 @@ from django.utils import timezone
 from kolejka.common import Capacity, Demand, Limits, SpecError
 from kolejka.common import Task as TaskSpec
 
-from . import claims, retries
+from . import claims, dependencies, retries
 from . import nodes as node_rules
 from .models import Node, State, Task
 
@@ -79,8 +79,10 @@ def _listed(items: list[str]) -> str:
 
 
 def reason(task: Task, reasons: Reasons | None = None) -> str | None:
-    """Why `task` waits in the queue, or `None` (not queued, or a node may take it now);
-    `reasons` shares the nodes it read with other tasks' reasons."""
+    """Why `task` waits in the queue or for its dependencies, or `None` (neither, or a node may
+    take it now); `reasons` shares the nodes it read with other tasks' reasons."""
+    if task.state == State.WAITING:
+        return "waits for its dependencies: " + ", ".join(dependencies.waits_for(task))
     if task.state != State.QUEUED:
         return None
     parts: list[str] = []
@@ -206,12 +208,18 @@ def _verdict(task: Task, spec: TaskSpec, node: Node, now: datetime, largest: int
 
 
 def explain(task: Task) -> Explanation:
-    """Where `task` is in its owner's queue and, node by node, why it does not run there now."""
+    """Where `task` is in its owner's queue and, node by node, why it does not run there now;
+    for a waiting task, what it waits for."""
     if task.state != State.QUEUED:
-        return Explanation(task, None, None, 0, False, ())
+        return Explanation(task, reason(task), None, 0, False, ())
     mine = Task.objects.filter(owner_id=task.owner_id, state=State.QUEUED)
-    # The claim's order within one owner: the highest priority first, then the oldest.
-    ahead = mine.filter(Q(priority__gt=task.priority) | Q(priority=task.priority, id__lt=task.pk))
+    # The claim's order within one owner: the highest priority first, then the owner's own
+    # order (the highest rank first), then the oldest.
+    ahead = mine.filter(
+        Q(priority__gt=task.priority)
+        | Q(priority=task.priority, rank__gt=task.rank)
+        | Q(priority=task.priority, rank=task.rank, id__lt=task.pk)
+    )
     now = timezone.now()
     try:
         spec = TaskSpec.from_dict(task.spec)

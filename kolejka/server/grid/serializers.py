@@ -22,6 +22,11 @@ class TaskSerializer(serializers.Serializer[Any]):
     owner = serializers.CharField()
     state = serializers.ChoiceField(choices=[str(state) for state in State])
     priority = serializers.IntegerField()
+    rank = serializers.IntegerField(help_text="its place in its owner's own order, higher first")
+    after = serializers.ListField(
+        child=serializers.DictField(),
+        help_text='its dependencies as submitted: {"key" or "position", "when"}',
+    )
     batch = serializers.CharField(allow_null=True)
     position = serializers.IntegerField(allow_null=True, help_text="its place in its batch")
     attempts = serializers.IntegerField()
@@ -56,6 +61,8 @@ def task_resource(
         "owner": task.owner.username,
         "state": task.state,
         "priority": task.priority,
+        "rank": task.rank,
+        "after": task.after,
         "batch": task.batch.key if task.batch_id is not None and task.batch else None,
         "position": task.position,
         "attempts": task.attempts,
@@ -150,6 +157,10 @@ class WebhookSecretSerializer(serializers.Serializer[Any]):
         help_text="the key of the HMAC-SHA256 in X-Kolejka-Signature of your webhooks"
     )
     created = serializers.DateTimeField(help_text="when it was made or last rotated")
+
+
+class ChangedSerializer(serializers.Serializer[Any]):
+    changed = serializers.IntegerField(help_text="how many tasks it changed")
 
 
 class ScheduleSerializer(serializers.Serializer[Any]):

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from kolejka.common import Task as TaskSpec
+from kolejka.common.after import After
 from kolejka.common.notify import Notify
 
-from . import backlog, blobs, notify, wakeup
+from . import backlog, blobs, dependencies, notify, wakeup
 from .errors import Conflict, Forbidden, Invalid
 from .models import Batch, Role, State, Task, TaskFile, User
 
@@ -23,12 +25,27 @@ class Submission:
     spec: TaskSpec
     priority: int
     field: str  # where in the request body it came from, for error messages
+    rank: int = 0
+    after: tuple[After, ...] = ()
+
+    @property
+    def at(self) -> str:
+        """The prefix of its fields in error messages."""
+        return f"{self.field}." if self.field else ""
 
 
-def admitted(user: User, spec: TaskSpec, priority: int, field: str = "") -> Submission:
+def admitted(
+    user: User,
+    spec: TaskSpec,
+    priority: int,
+    field: str = "",
+    rank: int = 0,
+    after: tuple[After, ...] = (),
+) -> Submission:
     """One task as the API read it (the serializer checked its format), if `user` may submit it:
     only admins go above priority 0, a submitted task names its files by blob reference, and its
-    notification targets are ones the server may send to (`notify.check`)."""
+    notification targets are ones the server may send to (`notify.check`).
+    `rank` orders it among its owner's tasks, `after` are its dependencies (`dependencies`)."""
     at = f"{field}." if field else ""
     if priority > 0 and user.role != Role.ADMIN:
         raise Forbidden(f"{at}priority: only admins may set a priority above 0", f"{at}priority")
@@ -42,7 +59,7 @@ def admitted(user: User, spec: TaskSpec, priority: int, field: str = "") -> Subm
     notify.check(spec.notify, f"{at}task.notify")
     if spec.callback_url is not None and settings.CALLBACKS:
         notify.check_url(spec.callback_url, f"{at}task.callback_url")
-    return Submission(spec, priority, field)
+    return Submission(spec, priority, field, rank, after)
 
 
 def check_blobs(user: User, submissions: list[Submission]) -> set[str]:
@@ -70,11 +87,13 @@ def row(
     legacy: bool = False,
     key: str | None = None,
 ) -> Task:
-    """The new task row of `item`."""
+    """The new task row of `item`: `state`, or waiting when it has dependencies."""
     spec = item.spec
     return Task(
         owner=user,
-        state=state,
+        state=State.WAITING if item.after and state == State.QUEUED else state,
+        rank=item.rank,
+        after=[after.to_dict() for after in item.after],
         legacy=legacy,
         submission_key=key,
         priority=item.priority,
@@ -126,9 +145,34 @@ def submit(
             ]
         )
         add_files(tasks, submissions)
-        backlog.add(Counter((user.pk, task.priority) for task in tasks))
+        queued = [task for task in tasks if task.state == State.QUEUED]
+        backlog.add(Counter((user.pk, task.priority) for task in queued))
         wakeup.notify(wakeup.QUEUE)
+        link(user, tasks, submissions, now)
+    if any(item.after for item in submissions):
+        # Dependencies settled at once leave some tasks queued or cancelled: as they are now.
+        now_rows = Task.objects.filter(pk__in=[task.pk for task in tasks])
+        states = {
+            row[0]: row[1:] for row in now_rows.values_list("id", "state", "error", "finished")
+        }
+        for task in tasks:
+            task.state, task.error, task.finished = states[task.pk]
     return group, tasks
+
+
+def link(
+    user: User, tasks: list[Task], submissions: list[Submission], now: datetime, first: int = 0
+) -> None:
+    """The dependencies of newly created `tasks` (`dependencies.link`)."""
+    if any(item.after for item in submissions):
+        dependencies.link(
+            user,
+            tasks,
+            [item.after for item in submissions],
+            [item.at for item in submissions],
+            now,
+            first,
+        )
 
 
 def add_files(tasks: list[Task], submissions: list[Submission]) -> None:
@@ -163,7 +207,11 @@ def _submitted(user: User, key: str, item: Submission) -> Task | None:
         owner=user, submission_key=key
     )
     task = found.first()
-    if task is not None and (task.spec != item.spec.to_dict() or task.priority != item.priority):
+    if task is not None and (
+        task.spec != item.spec.to_dict()
+        or task.priority != item.priority
+        or task.after != [after.to_dict() for after in item.after]
+    ):
         raise Conflict(
             f"Idempotency-Key: {key!r} queued another submission ({task.key}); "
             "give each submission a key of its own",

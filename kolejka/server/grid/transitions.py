@@ -13,9 +13,9 @@ from django.db.models import Model, QuerySet
 
 from kolejka.common import Status
 
-from . import backlog, notify, retries, wakeup
+from . import backlog, dependencies, notify, retries, wakeup
 from .errors import Conflict
-from .models import ACTIVE, FINISHED, Batch, Lease, Outcome, State, Task
+from .models import ACTIVE, FINISHED, Batch, Dependency, Lease, Outcome, State, Task
 
 M = TypeVar("M", bound=Model)
 
@@ -52,6 +52,7 @@ def retry_or_fail(task: Task, now: datetime, error: str, *, retry: bool = True) 
         state=State.FAILED, error=error, finished=now, updated=now
     )
     wakeup.notify(wakeup.task_topic(task.pk))
+    dependencies.settle([task.pk], now)
     notify.task_ended(task, State.FAILED)
 
 
@@ -65,9 +66,11 @@ def cancel(task: Task, now: datetime) -> None:
         backlog.queued(task.owner_id, task.priority, -1)
     if task.state in ACTIVE:
         end_lease(task, now, Outcome.CANCELLED)
+    Dependency.objects.filter(task=task).delete()
     Task.objects.filter(pk=task.pk).update(state=State.CANCELLED, finished=now, updated=now)
     wakeup.notify(wakeup.task_topic(task.pk))
     notify.task_ended(task, State.CANCELLED)
+    dependencies.settle([task.pk], now)
 
 
 def cancel_all(tasks: QuerySet[Task], now: datetime) -> int:
@@ -83,11 +86,13 @@ def cancel_all(tasks: QuerySet[Task], now: datetime) -> int:
     backlog.add(queued)
     # By subquery, not by a list of ids: a batch's ids pass SQLite's limit of query parameters.
     Lease.objects.filter(task__in=rows, ended=None).update(ended=now, outcome=Outcome.CANCELLED)
+    Dependency.objects.filter(task__in=rows).delete()
     rows.update(state=State.CANCELLED, finished=now, updated=now)
     for task_id, _, _, _ in found:
         wakeup.notify(wakeup.task_topic(task_id))
     # Those this call cancelled: cancelled at `now` (the rows are locked until it commits).
     notify.tasks_ended(tasks.filter(state=State.CANCELLED, finished=now), State.CANCELLED)
+    dependencies.settle([task_id for task_id, _, _, _ in found], now)
     return len(found)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -15,7 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import batches, notify, pending, polls, submit, transitions
+from .. import batches, notify, pending, polls, ranks, rejudges, submit, transitions
 from ..errors import Forbidden, Invalid, NotFinished, NotFound
 from ..inputs import (
     BatchListQuery,
@@ -23,12 +23,14 @@ from ..inputs import (
     BatchPageRequest,
     BatchRerunRequest,
     BatchSubmitRequest,
+    RankRequest,
+    RejudgeRequest,
     ResultWaitQuery,
     SubmitRequest,
     TaskListQuery,
     TaskWaitQuery,
 )
-from ..models import STAGED, Batch, State, Task
+from ..models import STAGED, Batch, State, Task, User
 from ..permissions import READERS, SUBMITTERS, Roles, may_change, user_of
 from ..serializers import (
     BatchChangedSerializer,
@@ -36,6 +38,7 @@ from ..serializers import (
     BatchPageSerializer,
     BatchSerializer,
     BatchSummarySerializer,
+    ChangedSerializer,
     DeliverySerializer,
     TaskPageSerializer,
     TaskSerializer,
@@ -56,6 +59,16 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 )
 
 
+def admitted_all(user: User, rows: list[dict[str, Any]]) -> list[submit.Submission]:
+    """The rows of a batch body, each as `submit.admitted` reads one."""
+    return [
+        submit.admitted(
+            user, row["task"], row["priority"], f"tasks[{index}]", row["rank"], tuple(row["after"])
+        )
+        for index, row in enumerate(rows)
+    ]
+
+
 class TaskViewSet(GridViewSet):
     """``tasks/``: a client's own tasks; inspectors read everyone's, admins change them too."""
 
@@ -73,6 +86,8 @@ class TaskViewSet(GridViewSet):
         "retry": SUBMITTERS,
         "rejudge": SUBMITTERS,
         "deliveries": READERS,
+        "rejudge_many": SUBMITTERS,
+        "rank": SUBMITTERS,
     }
 
     def get_queryset(self) -> QuerySet[Task]:
@@ -127,7 +142,9 @@ class TaskViewSet(GridViewSet):
                 field="Idempotency-Key",
             )
         data = self.body(SubmitRequest)
-        item = submit.admitted(user, data["task"], data["priority"])
+        item = submit.admitted(
+            user, data["task"], data["priority"], rank=data["rank"], after=tuple(data["after"])
+        )
         task, created = submit.submit_once(user, item, key)
         return Response(task_resource(task, reason=False), status=201 if created else 200)
 
@@ -137,10 +154,7 @@ class TaskViewSet(GridViewSet):
         user = user_of(request)
         data = self.body(BatchSubmitRequest)
         notify.check(data["notify"], "notify")
-        items = [
-            submit.admitted(user, item["task"], item["priority"], f"tasks[{index}]")
-            for index, item in enumerate(data["tasks"])
-        ]
+        items = admitted_all(user, data["tasks"])
         batch, tasks = submit.submit(user, items, batch=True, told=data["notify"])
         assert batch is not None
         for task in tasks:
@@ -203,6 +217,25 @@ class TaskViewSet(GridViewSet):
         """The task's notifications and callbacks, oldest first: where, what, how they went."""
         return Response(delivery_log(self.get_object().deliveries.all()))
 
+    @extend_schema(
+        operation_id="tasks_rejudge_many",
+        request=RejudgeRequest,
+        responses=ChangedSerializer,
+    )
+    @action(detail=False, methods=["post"], url_path="rejudge")
+    def rejudge_many(self, request: Request) -> Response:
+        """Judge again in place every finished task the filter names (your own; an admin's,
+        anyone's); earlier runs stay in their `history`."""
+        data = self.body(RejudgeRequest)
+        return Response({"changed": rejudges.rejudge(user_of(request), data)})
+
+    @extend_schema(request=RankRequest, responses=TaskSerializer)
+    @action(detail=True, methods=["post"])
+    def rank(self, request: Request, key: str) -> Response:
+        """Set the task's place in its owner's own order (`rank`, higher first)."""
+        rank = self.body(RankRequest)["rank"]
+        return Response(task_resource(self._change(lambda task, now: ranks.set_rank(task, rank))))
+
     def _change(self, change: Callable[[Task, datetime], None]) -> Task:
         """Apply `change` to the task of the URL under its row lock; the task as it is now."""
         user = user_of(self.request)
@@ -233,6 +266,7 @@ class BatchViewSet(GridViewSet):
         "cancel": SUBMITTERS,
         "destroy": SUBMITTERS,
         "deliveries": READERS,
+        "rank": SUBMITTERS,
     }
 
     def get_queryset(self) -> QuerySet[Batch]:
@@ -293,10 +327,7 @@ class BatchViewSet(GridViewSet):
         """Add a page of tasks to an open batch, in one transaction."""
         batch = self._changed()
         data = self.body(BatchPageRequest)
-        items = [
-            submit.admitted(user_of(request), item["task"], item["priority"], f"tasks[{index}]")
-            for index, item in enumerate(data["tasks"])
-        ]
+        items = admitted_all(user_of(request), data["tasks"])
         return Response(batches.summary(batches.add_page(batch, data["start"], items)), status=201)
 
     @extend_schema(request=None, responses=BatchSerializer)
@@ -312,6 +343,14 @@ class BatchViewSet(GridViewSet):
         batch = self._changed()
         data = self.body(BatchRerunRequest)
         changed = batches.rerun(batch, data["which"], data["verdicts"])
+        return Response({"batch": batch.key, "changed": changed})
+
+    @extend_schema(request=RankRequest, responses=BatchChangedSerializer)
+    @action(detail=True, methods=["post"])
+    def rank(self, request: Request, key: str) -> Response:
+        """Set the rank (the owner's own order) of every task of the batch not finished yet."""
+        batch = self._changed()
+        changed = ranks.set_batch_rank(batch, self.body(RankRequest)["rank"])
         return Response({"batch": batch.key, "changed": changed})
 
     @extend_schema(request=None, responses=BatchChangedSerializer)
