@@ -7,9 +7,9 @@ import requests
 from playwright.sync_api import expect
 
 from kolejka.client import TaskState
-from kolejka.common import Task
+from kolejka.common import Status, Task
 
-from ..client.live import wait_for
+from ..client.live import StandInForeman, new_tag, wait_for
 
 
 def submit(grid, tmp_path, name, args, **fields):
@@ -108,3 +108,24 @@ def test_it_shows_a_second_user_none_of_the_first_users_tasks(server, sign_in, t
     answer = page.goto(f"{server.url}/board/tasks/{keys[0]}/")
     assert answer is not None and answer.status == 404
     bob.shot("not-found")
+
+
+def test_it_shows_a_batch_fill_its_progress_bar_live(server, sign_in, tmp_path):
+    tag = new_tag()
+    node = StandInForeman(server, tag)
+    spec = Task.from_dict({"image": "kolejka/busybox:latest", "args": ["true"], "requires": [tag]})
+    batch = server.client("alice").submit_batch([spec] * 4).batch
+    board = sign_in(server, "alice")
+    page = board.open("/board/batches/")
+    shown = page.locator(f"#batch-{batch}")
+    expect(shown.locator(".legend.queued")).to_have_text("queued 4")
+    node.run(tmp_path / "first")
+    node.run(tmp_path / "second", status=Status.TIME_LIMIT, code=137)
+    expect(shown.locator(".legend.done")).to_have_text("done 2")
+    expect(shown.locator(".verdict-OK")).to_have_text("OK 1")
+    expect(shown.locator(".verdict-TIME_LIMIT")).to_have_text("TIME_LIMIT 1")
+    expect(shown.locator(".meta")).to_contain_text("2 of 4 final")
+    board.shot("batches")
+    page.click(f"#batch-{batch} h2 a")
+    expect(page.locator(".card")).to_have_count(4)
+    board.shot("batch-tasks")
