@@ -205,8 +205,6 @@ WSGI_APPLICATION = "kolejka.server.wsgi.application"
 AUTH_USER_MODEL = "kolejka.User"
 # The web board signs in with a session (the API with tokens, the legacy API at /login/).
 LOGIN_URL = "board:login"
-LOGIN_REDIRECT_URL = "board:tasks"
-LOGOUT_REDIRECT_URL = "board:login"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",

@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -153,7 +154,15 @@ def cards(browser: requests.Session, server: Server, **filters: str) -> set[str]
     return set(re.findall(r'id="card-([\w-]+)"', page.text))
 
 
-def test_it_filters_the_board_by_state_verdict_owner_batch_tag_and_key(board: Server):
+@pytest.fixture
+def fresh(templates: dict[str, Template], tmp_path) -> Iterator[Server]:
+    """A server of its own: every task it has fits in the board's columns."""
+    with serve(templates["sqlite"], tmp_path / "data") as server:
+        yield server
+
+
+def test_it_filters_the_board_by_state_verdict_owner_batch_tag_and_key(fresh: Server):
+    board = fresh
     world = make_world(board)
     tagged = submit(board.api("alice"), requires=["colour-blue"])["key"]
     batch = board.api("bob").post("tasks/batch/", json={"tasks": [{"task": spec(**UNCLAIMABLE)}]})
@@ -185,3 +194,17 @@ def test_it_leaves_the_api_admin_and_legacy_paths_where_they_were(board: Server)
     for asset in ("/static/board/board.css", "/static/django_htmx/htmx-2.min.js"):
         served = requests.get(board.url + asset, timeout=60)
         assert served.status_code == 200 and len(served.content) > 1000, asset
+
+
+def test_it_sends_a_signed_out_poll_to_the_sign_in_page_whole(board: Server):
+    """A live part polling after its session ended must not show the sign-in page inside
+    itself: htmx is told to take the whole page there."""
+    page = board.url + "/board/?state=queued"
+    poll = requests.get(
+        board.url + "/board/columns/?state=queued",
+        headers={"HX-Request": "true", "HX-Current-URL": page},
+        allow_redirects=False,
+        timeout=60,
+    )
+    assert poll.status_code == 200 and poll.content == b""
+    assert poll.headers["HX-Redirect"] == "/board/login/?" + urlencode({"next": page})

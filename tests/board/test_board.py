@@ -125,7 +125,13 @@ def test_it_shows_a_batch_fill_its_progress_bar_live(server, sign_in, tmp_path):
     expect(shown.locator(".verdict-OK")).to_have_text("OK 1")
     expect(shown.locator(".verdict-TIME_LIMIT")).to_have_text("TIME_LIMIT 1")
     expect(shown.locator(".meta")).to_contain_text("2 of 4 final")
+    running = node.claim()
+    assert running.lease is not None
+    node.client.heartbeat(running.lease, running=True)
+    expect(shown.locator(".legend.running")).to_have_text("running 1")
     board.shot("batches")
     page.click(f"#batch-{batch} h2 a")
     expect(page.locator(".card")).to_have_count(4)
+    for column, count in (("queued", "1"), ("running", "1"), ("done", "2")):
+        expect(page.locator(f"#column-{column} .count")).to_have_text(count)
     board.shot("batch-tasks")

@@ -18,8 +18,12 @@ urlpatterns = [
     path("nodes/<str:name>/drain/", nodes.drain, name="drain"),
     path(
         "login/",
-        auth.LoginView.as_view(template_name="board/login.html", redirect_authenticated_user=True),
+        auth.LoginView.as_view(
+            template_name="board/login.html",
+            redirect_authenticated_user=True,
+            next_page="board:tasks",
+        ),
         name="login",
     ),
-    path("logout/", auth.LogoutView.as_view(), name="logout"),
+    path("logout/", auth.LogoutView.as_view(next_page="board:login"), name="logout"),
 ]
