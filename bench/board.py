@@ -82,6 +82,7 @@ def latency(server: Server, browser: Browser, samples: int, period: float) -> di
     for _ in range(samples):
         key = submit(server.api("alice"))["key"]
         got = claim(fred, NODE, wait=10)
+        assert got["task"]["key"] == key, got
         page.wait_for_selector(f"#column-running #card-{key}", timeout=60_000)
         # The change comes at a random moment of the page's polling period, as changes do.
         time.sleep(random.uniform(0, period))

@@ -208,3 +208,13 @@ def test_it_sends_a_signed_out_poll_to_the_sign_in_page_whole(board: Server):
     )
     assert poll.status_code == 200 and poll.content == b""
     assert poll.headers["HX-Redirect"] == "/board/login/?" + urlencode({"next": page})
+
+
+def test_it_shows_why_a_queued_task_waits_on_its_page(board: Server):
+    world = make_world(board)
+    page = session(board, "alice").get(f"{board.url}/board/tasks/{world.queued}/", timeout=60)
+    assert page.status_code == 200
+    why = re.search(r'<section id="why">(.*?)</section>', page.text, re.S)
+    assert why is not None, page.text[:500]
+    assert "no registered node can ever run it" in why[1]
+    assert f"<td>{world.node}</td>" in why[1] and "nowhere" in why[1]

@@ -48,8 +48,8 @@ def _shown(progress: dict[str, Any]) -> dict[str, Any]:
 
 
 def batches_data(request: HttpRequest) -> dict[str, Any]:
-    found = listing.visible_batches(user_of(request)).order_by("-id")[:SHOWN]
-    return {"batches": [_shown(batches.progress(batch)) for batch in found]}
+    found = list(listing.visible_batches(user_of(request)).order_by("-id")[:SHOWN])
+    return {"batches": [_shown(progress) for progress in batches.progress_of(found)]}
 
 
 @require_GET

@@ -148,7 +148,6 @@ def _read(reference: str) -> tuple[str, bool]:
 def task_data(task: Task) -> dict[str, Any]:
     """What a task's page shows that changes while it is open."""
     leases = Lease.objects.filter(task=task).select_related("node").order_by("created")
-    explained = pending.explain(task) if task.state == State.QUEUED else None
     result = task.result or {}
     return {
         "state": task.state,
@@ -175,28 +174,29 @@ def task_data(task: Task) -> dict[str, Any]:
             (lease.attempt, lease.node.name, lease.created, lease.ended, lease.outcome)
             for lease in leases
         ],
-        "reason": explained.reason if explained else None,
-        "position": (explained.position, explained.queued) if explained else None,
-        "verdicts": [
-            (verdict.name, verdict.state, verdict.takes, "; ".join(verdict.why))
-            for verdict in explained.nodes
-        ]
-        if explained
-        else [],
+        "reason": pending.reason(task),
     }
 
 
-def _task_context(request: HttpRequest, task: Task) -> dict[str, Any]:
+def _rendered(request: HttpRequest, task: Task, data: dict[str, Any]) -> dict[str, Any]:
+    """What a task's page shows besides `task_data`, read only when it renders: its log's text
+    and, while it waits, its place in the queue and each node's verdict (`task why`, queries
+    per node: a poll does not run them, the page shows them as of its last change)."""
     user = user_of(request)
-    return {
+    context = {
         "task": task,
         "may_cancel": user.role in ROLES["cancel"] and may_change(user, task.owner_id),
         "final": State(task.state).final,
+        "log_text": [(entry, *_read(entry["reference"])) for entry in data["log"]],
     }
-
-
-def _with_log(data: dict[str, Any]) -> dict[str, Any]:
-    return {"log_text": [(entry, *_read(entry["reference"])) for entry in data["log"]]}
+    if task.state == State.QUEUED:
+        explained = pending.explain(task)
+        context["position"] = (explained.position, explained.queued)
+        context["verdicts"] = [
+            (verdict.name, verdict.state, verdict.takes, "; ".join(verdict.why))
+            for verdict in explained.nodes
+        ]
+    return context
 
 
 @require_GET
@@ -204,7 +204,7 @@ def _with_log(data: dict[str, Any]) -> dict[str, Any]:
 def task_page(request: HttpRequest, key: str) -> HttpResponse:
     task = listing.visible_task(user_of(request), key)
     data = task_data(task)
-    context = {**_task_context(request, task), **data, **_with_log(data)}
+    context = {**_rendered(request, task, data), **data}
     context |= {"token": live.token(data), "poll": live.poll(), "spec": task.spec, "nav": "tasks"}
     return render(request, "board/task.html", context)
 
@@ -218,7 +218,7 @@ def task_fragment(request: HttpRequest, key: str) -> HttpResponse:
         request,
         "board/_task.html",
         data,
-        lambda: {**_task_context(request, task), **_with_log(data)},
+        lambda: _rendered(request, task, data),
     )
 
 
