@@ -26,6 +26,7 @@ SIGNED_OUT = {None: 302, "dora": 302}  # to the login page
 class World:
     queued: str  # alice's
     done: str  # alice's, with the output file out.txt
+    cancelled: str  # alice's
     node: str
 
 
@@ -37,7 +38,9 @@ def make_world(server: Server) -> World:
     assert got["task"]["key"] == done
     output = upload(fred, b"the output\n")
     finish(fred, got["lease"]["id"], files={"out.txt": {"reference": output}})
-    return World(submit(alice, **UNCLAIMABLE)["key"], done, node)
+    cancelled = submit(alice, **UNCLAIMABLE)["key"]
+    assert alice.post(f"tasks/{cancelled}/cancel/").status_code == 200
+    return World(submit(alice, **UNCLAIMABLE)["key"], done, cancelled, node)
 
 
 def session(server: Server, user: str | None) -> requests.Session:
@@ -74,6 +77,8 @@ ROWS: dict[str, tuple[str, Callable[[World], str], dict[str | None, int]]] = {
     "task poll": ("GET", lambda w: f"/board/tasks/{w.queued}/live/", readers(200, 404)),
     "task file": ("GET", lambda w: f"/board/tasks/{w.done}/files/out.txt", readers(200, 404)),
     "cancel": ("POST", lambda w: f"/board/tasks/{w.queued}/cancel/", changers(302, 404)),
+    "retry": ("POST", lambda w: f"/board/tasks/{w.cancelled}/retry/", changers(302, 404)),
+    "rejudge": ("POST", lambda w: f"/board/tasks/{w.done}/rejudge/", changers(302, 404)),
     "batches": ("GET", lambda w: "/board/batches/", readers(200, 200)),
     "batches poll": ("GET", lambda w: "/board/batches/live/", readers(200, 200)),
     "nodes": ("GET", lambda w: "/board/nodes/", dict.fromkeys(CALLERS[:5], 200)),
@@ -113,9 +118,16 @@ def test_it_lets_each_caller_do_exactly_what_its_role_may(board: Server, name: s
             assert answer.headers["Location"].startswith("/board/login/?next="), caller
         done = want == 302 and caller not in SIGNED_OUT  # a change made, not a sign-in asked
         ada = board.api("ada")
-        if name == "cancel":
-            state = ada.get(f"tasks/{world.queued}/").json()["state"]
-            assert state == ("cancelled" if done else "queued"), (caller, state)
+        changed = {"cancel": (world.queued, "queued", "cancelled")}
+        changed["retry"] = (world.cancelled, "cancelled", "queued")
+        changed["rejudge"] = (world.done, "done", "queued")
+        if name in changed:
+            key, before, after = changed[name]
+            state = ada.get(f"tasks/{key}/").json()["state"]
+            assert state == (after if done else before), (caller, state)
+        # A rejudged task is queued again: out of the way of the next world's claim (cancelling
+        # a task still done is refused and changes nothing).
+        ada.post(f"tasks/{world.done}/cancel/")
         if name == "drain":
             shown = {node["name"]: node for node in ada.get("nodes/").json()["results"]}
             assert shown[world.node]["draining"] is done, caller

@@ -4,6 +4,7 @@ downloading its files. What a user sees and may change is the API's (`grid.listi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -185,10 +186,20 @@ def _rendered(request: HttpRequest, task: Task, data: dict[str, Any]) -> dict[st
     user = user_of(request)
     context = {
         "task": task,
-        "may_cancel": user.role in ROLES["cancel"] and may_change(user, task.owner_id),
         "final": State(task.state).final,
         "log_text": [(entry, *_read(entry["reference"])) for entry in data["log"]],
     }
+    if may_change(user, task.owner_id):
+        final = State(task.state).final
+        context["buttons"] = [
+            action
+            for action, shown in (
+                ("cancel", not final),
+                ("retry", final and transitions.failed(task)),
+                ("rejudge", final),
+            )
+            if shown and user.role in ROLES[action]
+        ]
     if task.state == State.QUEUED:
         explained = pending.explain(task)
         context["position"] = (explained.position, explained.queued)
@@ -222,12 +233,28 @@ def task_fragment(request: HttpRequest, key: str) -> HttpResponse:
     )
 
 
-@require_POST
-@page(ROLES["cancel"])
-def cancel(request: HttpRequest, key: str) -> HttpResponse:
-    task = listing.visible_task(user_of(request), key)
-    listing.change_task(user_of(request), task, transitions.cancel)
-    return redirect("board:task", key=key)
+# The buttons of a task's page: the API's own actions, each with its roles and transition.
+CHANGES = {
+    "cancel": transitions.cancel,
+    "retry": transitions.retry,
+    "rejudge": transitions.rejudge,
+}
+
+
+def _change_view(action: str) -> Callable[[HttpRequest, str], HttpResponseBase]:
+    @require_POST
+    @page(ROLES[action])
+    def change(request: HttpRequest, key: str) -> HttpResponse:
+        task = listing.visible_task(user_of(request), key)
+        listing.change_task(user_of(request), task, CHANGES[action])
+        return redirect("board:task", key=key)
+
+    change.__name__ = change.__qualname__ = action
+    change.__doc__ = f"The task's {action} (as ``POST tasks/{{key}}/{action}/``); its page again."
+    return change
+
+
+cancel, retry, rejudge = (_change_view(action) for action in CHANGES)
 
 
 @require_GET
