@@ -52,6 +52,8 @@ def test_it_cancels_a_running_task_from_its_page(make_grid, sign_in, tmp_path):
     page.click("#cancel")
     expect(page.locator("#task-state")).to_have_text("cancelled")
     expect(page.locator("#cancel")).to_have_count(0)
+    expect(page.locator("#retry")).to_be_visible()
+    expect(page.locator("#rejudge")).to_be_visible()
     assert grid.client().task(key).state is TaskState.CANCELLED
     board.shot("cancelled")
 
