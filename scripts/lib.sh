@@ -64,6 +64,11 @@ ensure_foreman_os_tools() {
     command -v qemu-system-x86_64 >/dev/null || apt_install qemu-system-x86
 }
 
+ensure_chromium() {
+    # The board's browser tests drive Debian's own Chromium (Playwright never downloads one).
+    [ -x /usr/bin/chromium ] || apt_install chromium
+}
+
 ensure_postgres() {
     # Tests that prove the queue under concurrency need a real PostgreSQL.
     local url="${KOLEJKA_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"

@@ -185,7 +185,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "django_htmx",
     "kolejka.server.grid",
+    "kolejka.server.board",
 ]
 MIDDLEWARE = [
     "kolejka.server.grid.errors.KnownFaults",
@@ -201,6 +203,8 @@ MIDDLEWARE = [
 ROOT_URLCONF = "kolejka.server.urls"
 WSGI_APPLICATION = "kolejka.server.wsgi.application"
 AUTH_USER_MODEL = "kolejka.User"
+# The web board signs in with a session (the API with tokens, the legacy API at /login/).
+LOGIN_URL = "board:login"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
@@ -300,6 +304,9 @@ SCHEDULE_GRACE = env_seconds("KOLEJKA_SCHEDULE_GRACE", "1min")
 # How often a sleeping long-poll looks at the database even without a wake-up (a safety net
 # for lost notifications and for leases that expire while nobody calls in).
 POLL_INTERVAL = env_seconds("KOLEJKA_POLL_INTERVAL", "1s")
+# How often an open board page asks whether what it shows changed (an unchanged answer is an
+# empty 204, so an idle board costs a few queries a period).
+BOARD_POLL = env_seconds("KOLEJKA_BOARD_POLL", "1s")
 # Notifications (grid/notify.py) and callbacks: `false` where the server must not reach out
 # (no webhook, e-mail or callback_url is taken then).
 CALLBACKS = env_bool("KOLEJKA_CALLBACKS", True)

@@ -2,6 +2,7 @@ from typing import cast
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import routers
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -61,6 +62,9 @@ LEGACY = [
 ]
 
 urlpatterns = [
+    # The web board; `/login/` and `/logout/` are the legacy API's.
+    path("", RedirectView.as_view(pattern_name="board:tasks")),
+    path("board/", include("kolejka.server.board.urls")),
     path("admin/", admin.site.urls),
     path(
         API + "schema/",

@@ -106,22 +106,43 @@ def seal(batch: Batch) -> Batch:
 
 def progress(batch: Batch) -> dict[str, Any]:
     """The batch resource: its tasks counted by state and by verdict, and its times."""
-    tasks = Task.objects.filter(batch=batch)
-    states = dict(tasks.values("state").annotate(n=Count("id")).values_list("state", "n"))
-    verdicts = dict(
-        tasks.filter(state=State.DONE)
-        .values(verdict=KT("result__status"))
+    return progress_of([batch])[0]
+
+
+def progress_of(batches: list[Batch]) -> list[dict[str, Any]]:
+    """`progress` of each of `batches`, in three queries for all of them."""
+    tasks = Task.objects.filter(batch__in=batches)
+    states: dict[int, dict[str, int]] = {batch.pk: {} for batch in batches}
+    for batch_id, state, n in (
+        tasks.values("batch_id", "state")
         .annotate(n=Count("id"))
-        .values_list("verdict", "n")
-    )
-    times = tasks.aggregate(started=Min("started"), finished=Max("finished"))
-    return {
-        **summary(batch),
-        "states": {str(state): states.get(state, 0) for state in State},
-        "verdicts": {str(verdict or "none"): n for verdict, n in sorted(verdicts.items())},
-        "started": times["started"],
-        "finished": times["finished"],
+        .values_list("batch_id", "state", "n")
+    ):
+        states[batch_id][state] = n
+    verdicts: dict[int, dict[str, int]] = {batch.pk: {} for batch in batches}
+    for batch_id, verdict, n in (
+        tasks.filter(state=State.DONE)
+        .values("batch_id", verdict=KT("result__status"))
+        .annotate(n=Count("id"))
+        .values_list("batch_id", "verdict", "n")
+    ):
+        verdicts[batch_id][str(verdict or "none")] = n
+    times = {
+        batch_id: (started, finished)
+        for batch_id, started, finished in tasks.values("batch_id")
+        .annotate(started=Min("started"), finished=Max("finished"))
+        .values_list("batch_id", "started", "finished")
     }
+    return [
+        {
+            **summary(batch),
+            "states": {str(state): states[batch.pk].get(state, 0) for state in State},
+            "verdicts": dict(sorted(verdicts[batch.pk].items())),
+            "started": times.get(batch.pk, (None, None))[0],
+            "finished": times.get(batch.pk, (None, None))[1],
+        }
+        for batch in batches
+    ]
 
 
 def summary(batch: Batch) -> dict[str, Any]:

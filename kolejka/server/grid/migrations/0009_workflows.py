@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('kolejka', '0007_batches'),
+        ('kolejka', '0008_notifications'),
     ]
 
     operations = [

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from kolejka.common import Capacity, Limits
 
-from .. import health, leases, metrics, nodes, polls
+from .. import health, leases, listing, metrics, nodes, polls
 from ..inputs import (
     ClaimRequest,
     DrainRequest,
@@ -25,7 +25,7 @@ from ..inputs import (
     ResultRequest,
     node_name,
 )
-from ..models import Lease, Node, Role
+from ..models import Lease, Node
 from ..permissions import ADMINS, EVERYONE, FOREMEN, Roles, user_of
 from ..serializers import (
     ClaimSerializer,
@@ -56,9 +56,7 @@ class NodeViewSet(GridViewSet):
     }
 
     def get_queryset(self) -> QuerySet[Node]:
-        user = user_of(self.request)
-        found = Node.objects.order_by("name")
-        return found.filter(owner=user) if user.role == Role.FOREMAN else found
+        return listing.visible_nodes(user_of(self.request))
 
     def shown(self, node: Node | QuerySet[Node], many: bool = False) -> Any:
         context = {"viewer": user_of(self.request), "now": timezone.now()}

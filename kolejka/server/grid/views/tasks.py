@@ -7,15 +7,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar
 
-from django.db import transaction
 from django.db.models import QuerySet
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import batches, notify, pending, polls, ranks, rejudges, submit, transitions
+from .. import batches, listing, notify, pending, polls, ranks, rejudges, submit, transitions
 from ..errors import Forbidden, Invalid, NotFinished, NotFound
 from ..inputs import (
     BatchListQuery,
@@ -30,7 +28,7 @@ from ..inputs import (
     TaskListQuery,
     TaskWaitQuery,
 )
-from ..models import STAGED, Batch, State, Task, User
+from ..models import Batch, State, Task, User
 from ..permissions import READERS, SUBMITTERS, Roles, may_change, user_of
 from ..serializers import (
     BatchChangedSerializer,
@@ -91,29 +89,23 @@ class TaskViewSet(GridViewSet):
     }
 
     def get_queryset(self) -> QuerySet[Task]:
-        user = user_of(self.request)
-        tasks = Task.objects.select_related("owner", "node", "batch").exclude(state=STAGED)
-        return tasks if user.sees_everything else tasks.filter(owner=user)
+        return listing.visible_tasks(user_of(self.request))
 
     def get_object(self) -> Task:
         """The task of the URL if the caller may see it; 404 (not 403) for anyone else's."""
-        task = self.get_queryset().filter(key=self.lookup()).first()
-        if task is None:
-            raise NotFound(self.missing)
-        return task
+        return listing.visible_task(user_of(self.request), self.lookup())
 
     @extend_schema(
         operation_id="tasks_list", parameters=[TaskListQuery], responses=TaskPageSerializer
     )
     def list(self, request: Request) -> Response:
         query = self.query(TaskListQuery)
-        tasks = self.get_queryset().order_by("-id")
-        if query.get("state"):
-            tasks = tasks.filter(state=query["state"])
-        if query.get("batch"):
-            tasks = tasks.filter(batch__key=query["batch"])
-        if query.get("owner"):
-            tasks = tasks.filter(owner__username=query["owner"])
+        tasks = listing.filtered_tasks(
+            self.get_queryset().order_by("-id"),
+            states=[query["state"]] if query.get("state") else None,
+            batch=query.get("batch", ""),
+            owner=query.get("owner", ""),
+        )
         if query.get("cursor"):
             tasks = tasks.filter(id__lt=int(query["cursor"]))
         limit = query["limit"]
@@ -237,16 +229,8 @@ class TaskViewSet(GridViewSet):
         return Response(task_resource(self._change(lambda task, now: ranks.set_rank(task, rank))))
 
     def _change(self, change: Callable[[Task, datetime], None]) -> Task:
-        """Apply `change` to the task of the URL under its row lock; the task as it is now."""
-        user = user_of(self.request)
-        task = self.get_object()
-        if not may_change(user, task.owner_id):
-            raise Forbidden("inspectors read tasks; only their owner or an admin may change them")
-        with transaction.atomic():
-            locked = transitions.locked(Task.objects.filter(pk=task.pk)).first()
-            if locked is not None:
-                change(locked, timezone.now())
-        return self.get_queryset().filter(pk=task.pk).first() or task
+        """Apply `change` to the task of the URL (`listing.change_task`)."""
+        return listing.change_task(user_of(self.request), self.get_object(), change)
 
 
 class BatchViewSet(GridViewSet):
@@ -270,9 +254,7 @@ class BatchViewSet(GridViewSet):
     }
 
     def get_queryset(self) -> QuerySet[Batch]:
-        user = user_of(self.request)
-        found = Batch.objects.select_related("owner")
-        return found if user.sees_everything else found.filter(owner=user)
+        return listing.visible_batches(user_of(self.request))
 
     def get_object(self) -> Batch:
         batch = self.get_queryset().filter(key=self.lookup()).first()
