@@ -105,12 +105,12 @@ def store(user: User, received: Received) -> Stored:
             blob = Blob.objects.create(
                 reference=received.reference, size=received.size, touched=now
             )
-            blobstore.adopt(received)
+            blobstore.backend().adopt(received)
         else:
             Blob.objects.filter(pk=blob.pk).update(touched=now)
-            if not blobstore.has_file(blob.reference):
-                log.warning("blob %s had no file; restored from an upload", blob.reference)
-                blobstore.adopt(received)
+            if not blobstore.backend().has(blob.reference):
+                log.warning("blob %s had no content; restored from an upload", blob.reference)
+                blobstore.backend().adopt(received)
         if not granted:
             BlobGrant.objects.create(user=user, blob=blob)
     return Stored(blob, not granted)
@@ -129,7 +129,12 @@ def touch(references: Iterable[str], now: datetime) -> int:
 
 def collect_garbage(now: datetime, grace: float, dry_run: bool = False) -> list[Blob]:
     """Delete blobs no task, result, schedule or image references and nobody touched within `grace`
-    seconds; return them. Also removes temp files of uploads that died with their process."""
+    seconds; return them. Also removes temp files of uploads that died with their process.
+
+    A blob's content is moved aside (trashed) while its row is locked and deleted, and only
+    removed after the deletion committed: an upload of the same content waits on the row lock,
+    then finds no row and stores its own copy, which the trash's removal does not touch."""
+    store = blobstore.backend()
     cutoff = now - timedelta(seconds=grace)
     unused = Blob.objects.filter(touched__lt=cutoff).filter(
         ~Exists(TaskFile.objects.filter(blob=OuterRef("pk"))),
@@ -149,17 +154,16 @@ def collect_garbage(now: datetime, grace: float, dry_run: bool = False) -> list[
             collected.append(blob)
             if dry_run:
                 continue
-            trashed = blobstore.trash(reference)
+            trashed = store.trash(reference)
             try:
                 BlobGrant.objects.filter(blob=blob).delete()
                 blob.delete()
             except Exception:
                 if trashed is not None:
-                    blobstore.untrash(reference, trashed)
+                    store.untrash(trashed)
                 raise
         if trashed is not None:
-            trashed.unlink(missing_ok=True)
+            store.discard(trashed)
     if not dry_run:
-        for leftover in blobstore.leftovers((now - timedelta(seconds=grace)).timestamp()):
-            leftover.unlink(missing_ok=True)
+        store.sweep(cutoff.timestamp())
     return collected
