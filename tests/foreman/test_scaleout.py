@@ -153,7 +153,6 @@ def test_it_runs_every_task_exactly_once_on_three_servers_behind_haproxy(tmp_pat
             (data / "secret_key").unlink()  # each server's own folder: no key to share by chance
             shared = {"KOLEJKA_SECRET_KEY_FILE": str(key_file)} if name != "d" else {}
             env = base_env(data, database, KOLEJKA_DB_CONNECTIONS="10", **store, **shared)
-            del env["KOLEJKA_DB_POOL_SIZE"]
             urls[name] = stack.enter_context(server(data, env))
         tokens = template.tokens
 

@@ -79,7 +79,8 @@ def base_env(data: Path, database: str | None, **extra: str) -> dict[str, str]:
     env.pop("DATABASE_URL", None)
     env["KOLEJKA_DATA"] = str(data)
     env["KOLEJKA_TEST_POSTGRES"] = os.environ.get("KOLEJKA_TEST_POSTGRES", "")
-    env["KOLEJKA_DB_POOL_SIZE"] = "4"
+    if "KOLEJKA_DB_CONNECTIONS" not in extra:
+        env["KOLEJKA_DB_POOL_SIZE"] = "4"
     if database is not None:
         env["DATABASE_URL"] = postgres_url(database)
     env.update(extra)

@@ -8,9 +8,10 @@ import http.client
 import json
 import subprocess
 import threading
+from pathlib import Path
 
 from .flows import claim, finish, register, spec, submit, upload
-from .harness import BIN, Server
+from .harness import BIN, Server, base_env, manage
 from .s3 import S3
 
 
@@ -237,3 +238,15 @@ def test_it_keeps_every_blob_it_answered_for_while_garbage_collection_races_uplo
         if alice.head(f"blobs/{sha(body)}/").status_code == 200:
             assert alice.get(f"blobs/{sha(body)}/").content == body
     assert temp_files(stored) == []
+
+
+def test_it_stops_at_start_up_when_the_s3_bucket_does_not_answer(s3: S3, tmp_path: Path):
+    settings = {**s3.settings(), "KOLEJKA_S3_BUCKET": "kolejka-no-such-bucket"}
+    checked = manage(base_env(tmp_path / "data", None, **settings), "check", check=False)
+    assert checked.returncode != 0
+    assert "kolejka.E003" in checked.stderr and "kolejka-no-such-bucket" in checked.stderr
+    unnamed = {**settings, "KOLEJKA_S3_BUCKET": ""}
+    named = manage(base_env(tmp_path / "data", None, **unnamed), "check", check=False)
+    assert named.stderr.strip() == (
+        "kolejka-server: KOLEJKA_BLOB_STORE=s3 needs KOLEJKA_S3_BUCKET, the bucket's name"
+    )
