@@ -12,8 +12,9 @@ died; `sweep` removes those.
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -140,9 +141,21 @@ def refuse_oversize(length: int | None, cap: int) -> None:
         raise TooLarge(f"the blob is {length} bytes; this server takes at most {cap}")
 
 
-@functools.cache
+_made: dict[int, BlobStore] = {}
+_making = threading.Lock()
+
+
 def backend() -> BlobStore:
-    """This process's store, as the settings say."""
+    """This process's store, as the settings say. One per process: gunicorn's workers are forked
+    from the process that ran the start-up checks, and must not share its connections."""
+    with _making:
+        store = _made.get(os.getpid())
+        if store is None:
+            store = _made[os.getpid()] = _make()
+        return store
+
+
+def _make() -> BlobStore:
     if settings.BLOB_STORE == "s3":
         from .blobs3 import S3Store
 
