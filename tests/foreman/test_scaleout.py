@@ -143,20 +143,20 @@ def test_it_runs_every_task_exactly_once_on_three_servers_behind_haproxy(tmp_pat
         stack.callback(template.drop, database)
         s3 = stack.enter_context(moto_server())
         store = s3.settings()
-        key_file = tmp_path / "secret_key"
-        key_file.write_text(secrets.token_urlsafe(50))
         urls: dict[str, str] = {}
         for name in ("a", "b", "c", "d"):
             data = tmp_path / name
             if not data.exists():
                 shutil.copytree(template.data, data)
-            (data / "secret_key").unlink()  # each server's own folder: no key to share by chance
-            shared = {"KOLEJKA_SECRET_KEY_FILE": str(key_file)} if name != "d" else {}
-            env = base_env(data, database, KOLEJKA_DB_CONNECTIONS="10", **store, **shared)
+            # Each server makes a key of its own in its data folder, as on its own machine; D
+            # is given another one.
+            (data / "secret_key").unlink()
+            given = {"KOLEJKA_SECRET_KEY": secrets.token_urlsafe(50)} if name == "d" else {}
+            env = base_env(data, database, KOLEJKA_DB_CONNECTIONS="10", **store, **given)
             urls[name] = stack.enter_context(server(data, env))
         tokens = template.tokens
 
-        # An admin logged in on A is logged in on B and C (one key), not on D (its own).
+        # An admin logged in on A is logged in on B and C (the database's key), not on D.
         session = log_in_to_admin(urls["a"])
         assert admin_page(urls["b"], session).status_code == 200
         assert admin_page(urls["c"], session).status_code == 200

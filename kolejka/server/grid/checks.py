@@ -54,21 +54,6 @@ def secret_key(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     ]
 
 
-@register(deploy=True)
-def shared_secret_key(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
-    shared = str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql")
-    if not shared or settings.SECRET_KEY_SOURCE != "data":
-        return []
-    return [
-        Warning(
-            "the secret key is this machine's own (KOLEJKA_DATA/secret_key), but the database "
-            "may be shared by servers on other machines",
-            hint=f"give every server of the grid the same key: {ENV} or {FILE_ENV}",
-            id="kolejka.W002",
-        )
-    ]
-
-
 @register()
 def blob_store(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     problem = blobstore.backend().problem()
