@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import json
 import subprocess
+import tarfile
 import threading
 from pathlib import Path
 
@@ -53,13 +55,17 @@ def test_it_stores_and_returns_a_blob_by_its_sha256(stored: Server):
     assert temp_files(server) == []
 
 
-def test_it_stores_a_chunked_upload(stored: Server):
+def test_it_stores_a_chunked_upload_and_bundles_it(stored: Server):
     server = stored
     alice = server.api("alice")
     parts = [b"a" * 1000, b"b" * 1000]
     answer = alice.post("blobs/", data=iter(parts))
     assert answer.status_code == 201 and answer.json()["size"] == 2000
     assert alice.get(f"blobs/{sha(b''.join(parts))}/").content == b"".join(parts)
+    bundle = alice.post("blobs/bundle/", json={"references": [sha(b"".join(parts))]})
+    with tarfile.open(fileobj=io.BytesIO(bundle.content)) as tar:
+        member = tar.extractfile(sha(b"".join(parts)))
+        assert member is not None and member.read() == b"".join(parts)
 
 
 def test_it_is_no_oracle_for_content_other_users_stored(stored: Server):
