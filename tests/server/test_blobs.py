@@ -10,10 +10,11 @@ import json
 import subprocess
 import tarfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .flows import claim, finish, register, spec, submit, upload
-from .harness import BIN, Server, base_env, manage
+from .harness import BIN, Api, Server, base_env, manage
 from .s3 import S3
 
 
@@ -256,3 +257,20 @@ def test_it_stops_at_start_up_when_the_s3_bucket_does_not_answer(s3: S3, tmp_pat
     assert named.stderr.strip() == (
         "kolejka-server: KOLEJKA_BLOB_STORE=s3 needs KOLEJKA_S3_BUCKET, the bucket's name"
     )
+
+
+def test_it_stores_content_two_users_upload_at_once(grid: Server):
+    users = [grid.api(name) for name in ("alice", "bob", "fred", "gina")]
+    for round_ in range(10):
+        content = f"the same result file, round {round_}\n".encode()
+        barrier = threading.Barrier(len(users))
+
+        def send(api: Api, content: bytes = content, barrier: threading.Barrier = barrier) -> int:
+            barrier.wait()
+            return api.post("blobs/", data=content).status_code
+
+        with ThreadPoolExecutor(len(users)) as pool:
+            answers = list(pool.map(send, users))
+        assert answers == [201] * len(users), answers
+        for api in users:
+            assert api.get(f"blobs/{sha(content)}/").content == content

@@ -92,25 +92,30 @@ class Stored:
 
 
 def store(user: User, received: Received) -> Stored:
-    """Keep an upload for `user`: the file goes into the store unless it is there already."""
+    """Keep an upload for `user`: the content goes into the store unless it is there already."""
     now = timezone.now()
+    content = blobstore.backend()
     with transaction.atomic():
         # One upload of a user at a time decides their quota.
         User.objects.select_for_update().filter(pk=user.pk).first()
-        blob = Blob.objects.select_for_update().filter(reference=received.reference).first()
-        granted = blob is not None and BlobGrant.objects.filter(user=user, blob=blob).exists()
+        # Users storing the same new content at once (two servers, two foremen's empty stderr)
+        # all insert: the unique key makes each wait for the first's commit and then insert
+        # nothing, and every one goes on with the first's row, locked.
+        Blob.objects.bulk_create(
+            [Blob(reference=received.reference, size=received.size, touched=now)],
+            ignore_conflicts=True,
+        )
+        blob = Blob.objects.select_for_update().get(reference=received.reference)
+        granted = BlobGrant.objects.filter(user=user, blob=blob).exists()
         if not granted:
             check_quota(user, received.size)
-        if blob is None:
-            blob = Blob.objects.create(
-                reference=received.reference, size=received.size, touched=now
-            )
-            blobstore.backend().adopt(received)
+        if blob.touched == now:  # this upload's row
+            content.adopt(received)
         else:
             Blob.objects.filter(pk=blob.pk).update(touched=now)
-            if not blobstore.backend().has(blob.reference):
+            if not content.has(blob.reference):
                 log.warning("blob %s had no content; restored from an upload", blob.reference)
-                blobstore.backend().adopt(received)
+                content.adopt(received)
         if not granted:
             BlobGrant.objects.create(user=user, blob=blob)
     return Stored(blob, not granted)
