@@ -33,8 +33,9 @@ CREDENTIALS = {
 class S3:
     """The moto server's endpoint, and a bucket of its own for each `settings` asked for."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, process: subprocess.Popen[str] | None = None) -> None:
         self.endpoint = endpoint
+        self.process = process
         self.client: Any = boto3.client(
             "s3",
             endpoint_url=endpoint,
@@ -54,6 +55,11 @@ class S3:
             "KOLEJKA_S3_PREFIX": prefix,
             **CREDENTIALS,
         }
+
+    def stop(self) -> None:
+        """Stop the moto server before its block ends."""
+        assert self.process is not None
+        stop(self.process)
 
     def keys(self, settings: dict[str, str], under: str = "") -> list[str]:
         """The keys in a server's bucket under its prefix and `under`, and the keys of its
@@ -79,12 +85,18 @@ def moto_server() -> Iterator[S3]:
         assert process.stdout is not None
         port = process.stdout.readline().strip()
         assert port.isdigit(), f"the moto server did not start (it exited {process.poll()})"
-        yield S3(f"http://127.0.0.1:{port}")
+        yield S3(f"http://127.0.0.1:{port}", process)
     finally:
-        assert process.stdin is not None
+        stop(process)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Stop a moto server (again: nothing)."""
+    assert process.stdin is not None
+    if not process.stdin.closed:
         process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

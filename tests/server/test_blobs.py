@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .flows import claim, finish, register, spec, submit, upload
-from .harness import BIN, Api, Server, base_env, manage
-from .s3 import S3
+from .harness import BIN, Api, Server, Template, base_env, manage, serve
+from .s3 import S3, moto_server
 
 
 def sha(content: bytes) -> str:
@@ -274,3 +274,21 @@ def test_it_stores_content_two_users_upload_at_once(grid: Server):
         assert answers == [201] * len(users), answers
         for api in users:
             assert api.get(f"blobs/{sha(content)}/").content == content
+
+
+def test_it_answers_503_while_the_s3_store_does_not_answer(
+    templates: dict[str, Template], tmp_path: Path
+):
+    with (
+        moto_server() as own,
+        serve(templates["sqlite"], tmp_path / "data", **own.settings()) as server,
+    ):
+        alice = server.api("alice")
+        kept = upload(alice, b"stored before the store went away")
+        own.stop()  # the S3 server goes away; the kolejka server goes on
+        refused = alice.post("blobs/", data=b"new content")
+        assert refused.status_code == 503 and refused.json()["code"] == "unavailable"
+        assert refused.headers["Retry-After"].isdigit()
+        lost = alice.get(f"blobs/{kept}/")
+        assert lost.status_code == 503 and lost.json()["code"] == "unavailable"
+        assert alice.head(f"blobs/{kept}/").status_code == 200  # the database still knows it
