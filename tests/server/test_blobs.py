@@ -10,6 +10,8 @@ import json
 import subprocess
 import tarfile
 import threading
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -292,3 +294,21 @@ def test_it_answers_503_while_the_s3_store_does_not_answer(
         lost = alice.get(f"blobs/{kept}/")
         assert lost.status_code == 503 and lost.json()["code"] == "unavailable"
         assert alice.head(f"blobs/{kept}/").status_code == 200  # the database still knows it
+
+
+def test_it_sweeps_what_uploads_that_died_with_their_process_left(stored: Server):
+    if in_s3(stored):
+        client = S3(stored.env["KOLEJKA_S3_ENDPOINT"]).client
+        bucket, prefix = stored.env["KOLEJKA_S3_BUCKET"], stored.env["KOLEJKA_S3_PREFIX"]
+        client.put_object(Bucket=bucket, Key=f"{prefix}/tmp/upload-dead", Body=b"half")
+        # Named as the S3 store names its uploads, with the time it began.
+        parts = f"{prefix}/tmp/upload-{int(time.time())}-{uuid.uuid4().hex}"
+        client.create_multipart_upload(Bucket=bucket, Key=parts)
+    else:
+        (stored.data / "blobs" / "tmp").mkdir(parents=True, exist_ok=True)
+        (stored.data / "blobs" / "tmp" / "upload-dead").write_bytes(b"half")
+    assert len(temp_files(stored)) == (2 if in_s3(stored) else 1)
+    stored.manage("collectgarbage")  # within the grace: a live upload may still be writing
+    assert len(temp_files(stored)) == (2 if in_s3(stored) else 1)
+    stored.manage("collectgarbage", "--grace", "0")
+    assert temp_files(stored) == []

@@ -15,10 +15,12 @@ Credentials and the region come from the standard AWS variables and files.
 
 from __future__ import annotations
 
+import re
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import boto3
@@ -40,6 +42,14 @@ COPIES = TransferConfig(
     use_threads=False, multipart_threshold=5 << 30, multipart_chunksize=512 << 20
 )
 MISSING = ("404", "NoSuchKey", "NotFound")
+# When a temporary key was made, by this server's clock: some S3 servers (moto) give unfinished
+# multipart uploads no true start time.
+MADE = re.compile(r"-(\d{10,})-[0-9a-f]{32}$")
+
+
+def _made(key: str, listed: datetime) -> float:
+    found = MADE.search(key)
+    return float(found.group(1)) if found else listed.timestamp()
 
 
 def _missing(error: ClientError) -> bool:
@@ -75,7 +85,7 @@ class S3Store:
         return f"{self.prefix}sha256/{reference}"
 
     def _temporary(self, kind: str) -> str:
-        return f"{self.prefix}tmp/{kind}-{uuid.uuid4().hex}"
+        return f"{self.prefix}tmp/{kind}-{int(time.time())}-{uuid.uuid4().hex}"
 
     def _move(self, source: str, target: str) -> None:
         copy = {"Bucket": self.bucket, "Key": source}
@@ -144,7 +154,6 @@ class S3Store:
             self.client.delete_object(Bucket=self.bucket, Key=trashed.handle)
 
     def sweep(self, older_than: float) -> int:
-        cutoff = datetime.fromtimestamp(older_than, UTC)
         prefix = f"{self.prefix}tmp/"
         removed = 0
         with _answering():
@@ -152,14 +161,14 @@ class S3Store:
                 Bucket=self.bucket, Prefix=prefix
             ):
                 for entry in page.get("Contents", []):
-                    if entry["LastModified"] < cutoff:
+                    if _made(entry["Key"], entry["LastModified"]) < older_than:
                         self.client.delete_object(Bucket=self.bucket, Key=entry["Key"])
                         removed += 1
             for uploads in self.client.get_paginator("list_multipart_uploads").paginate(
                 Bucket=self.bucket, Prefix=prefix
             ):
                 for upload in uploads.get("Uploads", []):
-                    if upload["Initiated"] < cutoff:
+                    if _made(upload["Key"], upload["Initiated"]) < older_than:
                         self.client.abort_multipart_upload(
                             Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                         )
