@@ -93,7 +93,10 @@ class Template:
     def __init__(self, backend: str, root: Path) -> None:
         self.backend = backend
         self.data = root / f"template-{backend}"
-        self.database = f"kolejka_test_{RUN}_template" if backend == "postgres" else None
+        # A name of its own: the scale-out test makes a template beside the session's.
+        self.database = (
+            f"kolejka_test_{RUN}_template_{secrets.token_hex(4)}" if backend == "postgres" else None
+        )
         self.copies: list[str] = []
         if self.database:
             postgres_admin(f'CREATE DATABASE "{self.database}"')
