@@ -86,3 +86,8 @@ ensure_postgres() {
     fi
     die "PostgreSQL is not reachable at $url; the queue tests need one. Install and start PostgreSQL (apt-get install postgresql) with a user that may create databases, or set KOLEJKA_TEST_POSTGRES to its URL"
 }
+
+ensure_haproxy() {
+    # The scale-out test puts several server processes behind Debian's haproxy.
+    command -v haproxy >/dev/null || apt_install haproxy
+}

@@ -1,9 +1,11 @@
 """Django's secret key (it signs the admin's sessions; API tokens do not depend on it).
 
 Where it comes from, first found wins: ``KOLEJKA_SECRET_KEY``; the file ``KOLEJKA_SECRET_KEY_FILE``
-names (a secret mounted for every server of a grid); the data folder's ``secret_key``. Reading
-writes nothing. ``kolejka-server migrate`` and ``serve`` make the data folder's key when no key
-is given, so that one machine needs no set-up; servers on several machines must be given one key.
+names (a secret mounted for every server of a grid); on PostgreSQL, the database, which every
+server on it shares (`shared_key`); the data folder's ``secret_key``. Reading the settings
+writes nothing and reads no database: ``kolejka-server migrate`` and ``serve`` make the data
+folder's key when no key is given and, on PostgreSQL, take the database's (`install_key`), so
+that neither one machine nor a grid of several needs set-up.
 """
 
 from __future__ import annotations
@@ -58,11 +60,33 @@ def ensure_key(data: Path) -> str:
     return path.read_text().strip()
 
 
+def shared_key(proposed: str) -> str:
+    """The key kept in the database: the first server to ask puts `proposed` there (its data
+    folder's, so that a server that had one keeps its sessions), every later one gets that.
+    Two servers asking at once: the primary key lets one insert, and the other reads its row."""
+    from kolejka.server.grid.models import GridSecret
+
+    secret, _ = GridSecret.objects.get_or_create(id=1, defaults={"key": proposed})
+    return secret.key
+
+
 def install_key() -> None:
-    """Make the data folder, and make sure this process's settings hold a key (`ensure_key`)."""
+    """Make the data folder, and make sure this process's settings hold the key: the one given,
+    else on a migrated PostgreSQL database `shared_key`, else the data folder's (`ensure_key`)."""
     from django.conf import settings
+    from django.db import connection
+
+    from kolejka.server.grid.models import GridSecret
 
     settings.DATA.mkdir(parents=True, exist_ok=True)
-    if not settings.SECRET_KEY_SOURCE:
+    if settings.SECRET_KEY_SOURCE in ("env", "file"):
+        return
+    if settings.SECRET_KEY_SOURCE != "data":
         settings.SECRET_KEY = ensure_key(settings.DATA)
         settings.SECRET_KEY_SOURCE = "data"
+    if connection.vendor != "postgresql":
+        return
+    # Before the first migration there is no table yet: migrate runs on the data folder's key.
+    if GridSecret._meta.db_table in connection.introspection.table_names():
+        settings.SECRET_KEY = shared_key(settings.SECRET_KEY)
+        settings.SECRET_KEY_SOURCE = "database"

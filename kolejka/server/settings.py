@@ -73,6 +73,13 @@ def env_seconds(name: str, default: str, *, zero: bool = False) -> float:
         raise ImproperlyConfigured(str(error)) from None
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name) or default
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)} (got {value!r})")
+    return value
+
+
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
@@ -145,8 +152,43 @@ def default_data() -> Path:
 
 
 DATA = Path(env_str("KOLEJKA_DATA", str(default_data()))).absolute()
-BLOB_ROOT = DATA / "blobs"
-DB_POOL_SIZE = env_int("KOLEJKA_DB_POOL_SIZE", 16, minimum=2)
+# Where blob contents live: `disk` (BLOB_ROOT, which several servers may share on a network
+# filesystem) or `s3` (a bucket every server reaches). See grid/blobstore.py.
+BLOB_STORE = env_choice("KOLEJKA_BLOB_STORE", "disk", ("disk", "s3"))
+BLOB_ROOT = Path(env_str("KOLEJKA_BLOB_ROOT", str(DATA / "blobs"))).absolute()
+S3_BUCKET = env_str("KOLEJKA_S3_BUCKET", "")
+S3_ENDPOINT = env_str("KOLEJKA_S3_ENDPOINT", "")
+S3_PREFIX = env_str("KOLEJKA_S3_PREFIX", "").strip("/")
+S3_PREFIX += "/" if S3_PREFIX else ""
+if BLOB_STORE == "s3" and not S3_BUCKET:
+    raise ImproperlyConfigured("KOLEJKA_BLOB_STORE=s3 needs KOLEJKA_S3_BUCKET, the bucket's name")
+# PostgreSQL connections: each worker process of `serve` has a pool and one listener for
+# wake-ups (grid/wakeup.py), so a server opens WORKERS x (pool + 1). Either its budget is given
+# (KOLEJKA_DB_CONNECTIONS, split across its workers) or each worker's pool (KOLEJKA_DB_POOL_SIZE);
+# the default budget lets three servers share a PostgreSQL of the default max_connections (100).
+WORKERS = env_int("KOLEJKA_WORKERS", 2, minimum=1)
+DB_CONNECTIONS_DEFAULT = 30
+
+
+def db_pool_size(workers: int) -> int:
+    """Each worker's pool for a server of `workers` processes; refuses a budget too small."""
+    if os.environ.get("KOLEJKA_DB_POOL_SIZE"):
+        if os.environ.get("KOLEJKA_DB_CONNECTIONS"):
+            raise ImproperlyConfigured(
+                "set KOLEJKA_DB_CONNECTIONS (the server's budget) or KOLEJKA_DB_POOL_SIZE "
+                "(each worker's pool), not both"
+            )
+        return env_int("KOLEJKA_DB_POOL_SIZE", 16, minimum=2)
+    budget = env_int("KOLEJKA_DB_CONNECTIONS", DB_CONNECTIONS_DEFAULT, minimum=1)
+    if budget // workers - 1 < 2:
+        raise ImproperlyConfigured(
+            f"KOLEJKA_DB_CONNECTIONS={budget} is too few for {workers} workers: each needs a "
+            f"pool of at least 2 and a listener, {3 * workers} in all"
+        )
+    return budget // workers - 1
+
+
+DB_POOL_SIZE = db_pool_size(WORKERS)
 # How long a request waits for a PostgreSQL connection before it answers 503 (Retry-After).
 DB_WAIT = env_seconds("KOLEJKA_DB_WAIT", "30s")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from .harness import Server, Template, serve
+from .s3 import S3, moto_server
 
 
 @pytest.fixture(scope="session")
@@ -92,4 +93,44 @@ def small_blobs(templates: dict[str, Template], tmp_path: Path) -> Iterator[Serv
 def notifying(templates: dict[str, Template], tmp_path: Path) -> Iterator[Server]:
     """A server on SQLite that may send webhooks to 127.0.0.1 (the tests' receivers)."""
     with serve(templates["sqlite"], tmp_path / "data", KOLEJKA_NOTIFY_ALLOW="127.0.0.1") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3]:
+    """One S3 server on loopback for the session (each server gets a bucket of its own)."""
+    with moto_server() as running:
+        yield running
+
+
+@pytest.fixture(params=["disk", "s3"])
+def store(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The settings of each blob store in turn."""
+    if request.param == "disk":
+        return {}
+    settings: dict[str, str] = request.getfixturevalue("s3").settings()
+    return settings
+
+
+@pytest.fixture
+def stored(
+    templates: dict[str, Template], store: dict[str, str], tmp_path: Path
+) -> Iterator[Server]:
+    """A server on SQLite with each blob store in turn."""
+    with serve(templates["sqlite"], tmp_path / "data", **store) as running:
+        yield running
+
+
+@pytest.fixture
+def small_stored(
+    templates: dict[str, Template], store: dict[str, str], tmp_path: Path
+) -> Iterator[Server]:
+    """`small_blobs` with each blob store in turn."""
+    with serve(
+        templates["sqlite"],
+        tmp_path / "data",
+        KOLEJKA_BLOB_MAX_SIZE="1K",
+        KOLEJKA_USER_QUOTA="2K",
+        **store,
+    ) as running:
         yield running

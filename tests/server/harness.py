@@ -79,7 +79,8 @@ def base_env(data: Path, database: str | None, **extra: str) -> dict[str, str]:
     env.pop("DATABASE_URL", None)
     env["KOLEJKA_DATA"] = str(data)
     env["KOLEJKA_TEST_POSTGRES"] = os.environ.get("KOLEJKA_TEST_POSTGRES", "")
-    env["KOLEJKA_DB_POOL_SIZE"] = "4"
+    if "KOLEJKA_DB_CONNECTIONS" not in extra:
+        env["KOLEJKA_DB_POOL_SIZE"] = "4"
     if database is not None:
         env["DATABASE_URL"] = postgres_url(database)
     env.update(extra)
@@ -92,7 +93,10 @@ class Template:
     def __init__(self, backend: str, root: Path) -> None:
         self.backend = backend
         self.data = root / f"template-{backend}"
-        self.database = f"kolejka_test_{RUN}_template" if backend == "postgres" else None
+        # A name of its own: the scale-out test makes a template beside the session's.
+        self.database = (
+            f"kolejka_test_{RUN}_template_{secrets.token_hex(4)}" if backend == "postgres" else None
+        )
         self.copies: list[str] = []
         if self.database:
             postgres_admin(f'CREATE DATABASE "{self.database}"')

@@ -139,9 +139,10 @@ def _log(task: Task) -> list[dict[str, str]]:
 
 def _read(reference: str) -> tuple[str, bool]:
     """The first `LOG_SHOWN` bytes of a blob as text, and whether there is more."""
-    if not blobstore.has_file(reference):
+    content = blobstore.backend().open(reference)
+    if content is None:
         return "(the file is gone from the blob store)", False
-    with blobstore.open_blob(reference) as content:
+    with content:
         head = content.read(LOG_SHOWN + 1)
     return head[:LOG_SHOWN].decode("utf-8", "replace"), len(head) > LOG_SHOWN
 
@@ -266,8 +267,9 @@ def download(request: HttpRequest, key: str, name: str) -> HttpResponseBase:
     file = ((task.result or {}).get("files") or {}).get(name)
     reference = file.get("reference") if isinstance(file, dict) else None
     blob = blobs.readable_blob(user_of(request), str(reference)) if reference else None
-    if blob is None or not blobstore.has_file(blob.reference):
+    content = blobstore.backend().open(blob.reference) if blob is not None else None
+    if blob is None or content is None:
         raise NotFound(f"the task has no output file {name!r}")
-    return FileResponse(
-        blobstore.open_blob(blob.reference), as_attachment=True, filename=name.rsplit("/", 1)[-1]
-    )
+    response = FileResponse(content, as_attachment=True, filename=name.rsplit("/", 1)[-1])
+    response["Content-Length"] = str(blob.size)
+    return response

@@ -92,25 +92,30 @@ class Stored:
 
 
 def store(user: User, received: Received) -> Stored:
-    """Keep an upload for `user`: the file goes into the store unless it is there already."""
+    """Keep an upload for `user`: the content goes into the store unless it is there already."""
     now = timezone.now()
+    content = blobstore.backend()
     with transaction.atomic():
         # One upload of a user at a time decides their quota.
         User.objects.select_for_update().filter(pk=user.pk).first()
-        blob = Blob.objects.select_for_update().filter(reference=received.reference).first()
-        granted = blob is not None and BlobGrant.objects.filter(user=user, blob=blob).exists()
+        # Users storing the same new content at once (two servers, two foremen's empty stderr)
+        # all insert: the unique key makes each wait for the first's commit and then insert
+        # nothing, and every one goes on with the first's row, locked.
+        Blob.objects.bulk_create(
+            [Blob(reference=received.reference, size=received.size, touched=now)],
+            ignore_conflicts=True,
+        )
+        blob = Blob.objects.select_for_update().get(reference=received.reference)
+        granted = BlobGrant.objects.filter(user=user, blob=blob).exists()
         if not granted:
             check_quota(user, received.size)
-        if blob is None:
-            blob = Blob.objects.create(
-                reference=received.reference, size=received.size, touched=now
-            )
-            blobstore.adopt(received)
+        if blob.touched == now:  # this upload's row
+            content.adopt(received)
         else:
             Blob.objects.filter(pk=blob.pk).update(touched=now)
-            if not blobstore.has_file(blob.reference):
-                log.warning("blob %s had no file; restored from an upload", blob.reference)
-                blobstore.adopt(received)
+            if not content.has(blob.reference):
+                log.warning("blob %s had no content; restored from an upload", blob.reference)
+                content.adopt(received)
         if not granted:
             BlobGrant.objects.create(user=user, blob=blob)
     return Stored(blob, not granted)
@@ -129,7 +134,12 @@ def touch(references: Iterable[str], now: datetime) -> int:
 
 def collect_garbage(now: datetime, grace: float, dry_run: bool = False) -> list[Blob]:
     """Delete blobs no task, result, schedule or image references and nobody touched within `grace`
-    seconds; return them. Also removes temp files of uploads that died with their process."""
+    seconds; return them. Also removes temp files of uploads that died with their process.
+
+    A blob's content is moved aside (trashed) while its row is locked and deleted, and only
+    removed after the deletion committed: an upload of the same content waits on the row lock,
+    then finds no row and stores its own copy, which the trash's removal does not touch."""
+    store = blobstore.backend()
     cutoff = now - timedelta(seconds=grace)
     unused = Blob.objects.filter(touched__lt=cutoff).filter(
         ~Exists(TaskFile.objects.filter(blob=OuterRef("pk"))),
@@ -149,17 +159,16 @@ def collect_garbage(now: datetime, grace: float, dry_run: bool = False) -> list[
             collected.append(blob)
             if dry_run:
                 continue
-            trashed = blobstore.trash(reference)
+            trashed = store.trash(reference)
             try:
                 BlobGrant.objects.filter(blob=blob).delete()
                 blob.delete()
             except Exception:
                 if trashed is not None:
-                    blobstore.untrash(reference, trashed)
+                    store.untrash(trashed)
                 raise
         if trashed is not None:
-            trashed.unlink(missing_ok=True)
+            store.discard(trashed)
     if not dry_run:
-        for leftover in blobstore.leftovers((now - timedelta(seconds=grace)).timestamp()):
-            leftover.unlink(missing_ok=True)
+        store.sweep(cutoff.timestamp())
     return collected

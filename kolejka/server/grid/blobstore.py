@@ -1,19 +1,23 @@
-"""The blob store on disk: one file per content, named by its sha256, written through a temp file.
+"""Where blob contents live: one object per content, named by its sha256.
 
-An upload streams into ``tmp/`` while it is hashed, so memory stays flat whatever its size;
-only a complete upload of the right hash is renamed into place. A temp file never outlives the
-upload that wrote it: every error path removes it.
+Two stores keep the same contract (`BlobStore`): the disk store (`blobdisk`, the default, a
+folder in the data folder or on a filesystem every server mounts) and the S3 store (`blobs3`,
+any S3-compatible object store every server reaches). ``KOLEJKA_BLOB_STORE`` picks one.
+
+An upload streams through a `Hashing` reader into a temporary place of the store, so memory
+stays flat whatever its size; only a complete upload of the right hash is moved to its content
+name (`adopt`). A temporary object never outlives the upload that wrote it unless its process
+died; `sweep` removes those.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from django.conf import settings
@@ -29,19 +33,107 @@ class Readable(Protocol):
 
 @dataclass(frozen=True)
 class Received:
-    """A complete upload in a temp file, not yet in the store."""
+    """A complete upload in the store's temporary place (`handle`), not yet in the store."""
 
     reference: str
     size: int
-    path: Path
+    handle: str
 
 
-def root() -> Path:
-    return Path(settings.BLOB_ROOT)
+@dataclass(frozen=True)
+class Trashed:
+    """A blob's content moved aside (to `handle`) while its row is deleted."""
+
+    reference: str
+    handle: str
 
 
-def path_of(reference: str) -> Path:
-    return root() / reference[:2] / reference[2:4] / reference
+class BlobStore(Protocol):
+    def receive(
+        self, stream: Readable, length: int | None, cap: int, expected: str | None
+    ) -> AbstractContextManager[Received]:
+        """Read an upload of `length` bytes (`None`: until the stream ends) into a temporary
+        place. Raises what `Hashing` raises; the temporary copy is removed when the block ends
+        unless `adopt` took it."""
+
+    def adopt(self, received: Received) -> None:
+        """Move a received upload to its content name (replacing a missing or damaged copy)."""
+
+    def has(self, reference: str) -> bool: ...
+
+    def open(self, reference: str) -> BinaryIO | None:
+        """The content, to read as a stream (the caller closes it); `None` if it is missing."""
+
+    def trash(self, reference: str) -> Trashed | None:
+        """Move the content away from its name; `None` if it is missing. An upload of the same
+        content after this finds no content and stores its own, which `discard` leaves alone."""
+
+    def untrash(self, trashed: Trashed) -> None: ...
+
+    def discard(self, trashed: Trashed) -> None: ...
+
+    def sweep(self, older_than: float) -> int:
+        """Remove the temporary copies (and trash) older than `older_than` (a Unix time) that
+        died with their process; return how many."""
+
+    def problem(self) -> str | None:
+        """Why the store cannot serve now (for the system check), or `None`."""
+
+
+class Hashing:
+    """A reader of an upload that hashes and counts what passes through it.
+
+    Reads at most `length` bytes (all of the stream when `None`) and at most ``cap + 1``.
+    Raises `TooLarge` once more than `cap` bytes are announced or arrive, `Invalid` when the
+    stream ends before `length`.
+    """
+
+    def __init__(self, stream: Readable, length: int | None, cap: int) -> None:
+        refuse_oversize(length, cap)
+        self.stream = stream
+        self.length = length
+        self.cap = cap
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = CHUNK, /) -> bytes:
+        """Up to `size` bytes; fewer only at the end (as a buffered file answers, which S3's
+        transfer takes a short part for)."""
+        want = CHUNK if size is None or size < 0 else size
+        pieces = []
+        while want > 0 and (piece := self._piece(want)):
+            pieces.append(piece)
+            want -= len(piece)
+        return b"".join(pieces)
+
+    def _piece(self, want: int) -> bytes:
+        if self.length is not None:
+            want = min(want, self.length - self.size)
+        if want == 0:
+            return b""
+        chunk = self.stream.read(min(want, self.cap + 1 - self.size))
+        if not chunk:
+            if self.length is not None and self.size < self.length:
+                raise Invalid(f"the upload ended after {self.size} of {self.length} bytes")
+            return b""
+        self.size += len(chunk)
+        if self.size > self.cap:
+            raise TooLarge(f"the blob is larger than this server's cap of {self.cap} bytes")
+        self.digest.update(chunk)
+        return chunk
+
+    def chunks(self) -> Iterator[bytes]:
+        while chunk := self.read(CHUNK):
+            yield chunk
+
+    def reference(self, expected: str | None) -> str:
+        """The sha256 of what was read; raises `Invalid` when it is not `expected`."""
+        reference = self.digest.hexdigest()
+        if expected is not None and expected != reference:
+            raise Invalid(
+                f"the content's sha256 is {reference}, not {expected}", field="X-Kolejka-Sha256"
+            )
+        return reference
 
 
 def refuse_oversize(length: int | None, cap: int) -> None:
@@ -49,88 +141,25 @@ def refuse_oversize(length: int | None, cap: int) -> None:
         raise TooLarge(f"the blob is {length} bytes; this server takes at most {cap}")
 
 
-@contextmanager
-def receive(
-    stream: Readable, length: int | None, cap: int, expected: str | None
-) -> Iterator[Received]:
-    """Read an upload of `length` bytes (`None`: until the stream ends) into a temp file.
-
-    Raises `TooLarge` once more than `cap` bytes are announced or arrive (reading at most
-    ``cap + 1``), `Invalid` when the stream ends early or its sha256 is not `expected`. The temp
-    file is removed when the block ends unless `adopt` took it.
-    """
-    refuse_oversize(length, cap)
-    temporary = root() / "tmp"
-    temporary.mkdir(parents=True, exist_ok=True)
-    descriptor, name = tempfile.mkstemp(dir=temporary, prefix="upload-")
-    path = Path(name)
-    try:
-        digest = hashlib.sha256()
-        size = 0
-        with os.fdopen(descriptor, "wb") as handle:
-            while length is None or size < length:
-                want = CHUNK if length is None else min(CHUNK, length - size)
-                chunk = stream.read(min(want, cap + 1 - size))
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > cap:
-                    raise TooLarge(f"the blob is larger than this server's cap of {cap} bytes")
-                digest.update(chunk)
-                handle.write(chunk)
-            if length is not None and size < length:
-                raise Invalid(f"the upload ended after {size} of {length} bytes")
-            handle.flush()
-            os.fsync(handle.fileno())
-        reference = digest.hexdigest()
-        if expected is not None and expected != reference:
-            raise Invalid(
-                f"the content's sha256 is {reference}, not {expected}", field="X-Kolejka-Sha256"
-            )
-        yield Received(reference, size, path)
-    finally:
-        path.unlink(missing_ok=True)
+_made: dict[int, BlobStore] = {}
+_making = threading.Lock()
 
 
-def adopt(received: Received) -> None:
-    """Move a received upload into the store (replacing a missing or damaged copy)."""
-    target = path_of(received.reference)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(received.path, target)
+def backend() -> BlobStore:
+    """This process's store, as the settings say. One per process: gunicorn's workers are forked
+    from the process that ran the start-up checks, and must not share its connections."""
+    with _making:
+        store = _made.get(os.getpid())
+        if store is None:
+            store = _made[os.getpid()] = _make()
+        return store
 
 
-def has_file(reference: str) -> bool:
-    return path_of(reference).is_file()
+def _make() -> BlobStore:
+    if settings.BLOB_STORE == "s3":
+        from .blobs3 import S3Store
 
+        return S3Store(settings.S3_BUCKET, settings.S3_PREFIX, settings.S3_ENDPOINT)
+    from .blobdisk import DiskStore
 
-def open_blob(reference: str) -> BinaryIO:
-    return open(path_of(reference), "rb")
-
-
-def trash(reference: str) -> Path | None:
-    """Move a blob's file aside (to delete it once its row is gone); `None` if it is missing."""
-    source = path_of(reference)
-    target = root() / "tmp" / f"trash-{reference}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(source, target)
-    except FileNotFoundError:
-        return None
-    return target
-
-
-def untrash(reference: str, trashed: Path) -> None:
-    os.replace(trashed, path_of(reference))
-
-
-def leftovers(older_than: float) -> Iterator[Path]:
-    """Temp files of uploads that died with their server process, older than `older_than`."""
-    temporary = root() / "tmp"
-    if not temporary.is_dir():
-        return
-    for entry in temporary.iterdir():
-        try:
-            if entry.stat().st_mtime < older_than:
-                yield entry
-        except FileNotFoundError:
-            continue
+    return DiskStore(settings.BLOB_ROOT)

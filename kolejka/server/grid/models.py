@@ -441,3 +441,11 @@ class Delivery(models.Model):
                 fields=["next_try"], condition=Q(next_try__isnull=False), name="delivery_due"
             ),
         )
+
+
+class GridSecret(models.Model):
+    """The secret key of every server on this database, where none is given them (secret.py):
+    one row, put there by the first server that started."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    key = models.CharField(max_length=200)

@@ -69,7 +69,8 @@ def receive(request: Request) -> blobs.Stored:
     if length is not None and not (expected and blobs.readable(user, [expected])):
         blobs.check_quota(user, length)
     stream: Any = request._request if length is not None else request._request.META["wsgi.input"]
-    with blobstore.receive(stream, length, settings.BLOB_MAX_SIZE, expected) as received:
+    store = blobstore.backend()
+    with store.receive(stream, length, settings.BLOB_MAX_SIZE, expected) as received:
         return blobs.store(user, received)
 
 
@@ -116,13 +117,13 @@ class BlobViewSet(GridViewSet):
             raise NotFound(self.missing)
         if request.method == "HEAD":
             response: HttpResponseBase = HttpResponse(content_type="application/octet-stream")
-            response["Content-Length"] = str(blob.size)
-        elif blobstore.has_file(blob.reference):
-            response = FileResponse(
-                blobstore.open_blob(blob.reference), content_type="application/octet-stream"
-            )
         else:
-            raise NotFound(self.missing)
+            content = blobstore.backend().open(blob.reference)
+            if content is None:
+                raise NotFound(self.missing)
+            # Streamed in FileResponse's blocks from the file or the object store's socket.
+            response = FileResponse(content, content_type="application/octet-stream")
+        response["Content-Length"] = str(blob.size)
         response["ETag"] = f'"{blob.reference}"'
         return response
 
@@ -149,14 +150,18 @@ class BlobViewSet(GridViewSet):
         sizes = dict(Blob.objects.filter(reference__in=wanted).values_list("reference", "size"))
         buffer = io.BytesIO()
         total = 0
+        store = blobstore.backend()
         with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for reference in wanted:
                 size = sizes[reference]
-                if total + size > BUNDLE_BYTES or not blobstore.has_file(reference):
+                if total + size > BUNDLE_BYTES:
+                    break
+                content = store.open(reference)
+                if content is None:
                     break
                 member = tarfile.TarInfo(reference)
                 member.size = size
-                with blobstore.open_blob(reference) as content:
+                with content:
                     tar.addfile(member, content)
                 total += size
         return HttpResponse(buffer.getvalue(), content_type="application/x-tar")

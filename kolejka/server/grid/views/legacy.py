@@ -127,7 +127,7 @@ class LegacyBlobViewSet(LegacyViewSet, BlobViewSet):
         """A reference to content the caller may read already (404: upload it)."""
         user = user_of(request)
         blob = blobs.readable_blob(user, self.lookup())
-        if blob is None or not blobstore.has_file(blob.reference):
+        if blob is None or not blobstore.backend().has(blob.reference):
             raise NotFound(self.missing)
         blobs.touch([blob.reference], timezone.now())  # kept for the task about to name it
         return Response({"reference": legacy.reference_document(user, blob)})

@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 from gunicorn.app.base import BaseApplication
 
 from kolejka.server.secret import install_key
+from kolejka.server.settings import db_pool_size
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -62,7 +65,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--workers",
             type=int,
-            default=_env_int("KOLEJKA_WORKERS", 2),
+            default=django_settings.WORKERS,
             help="processes (KOLEJKA_WORKERS, default 2)",
         )
         parser.add_argument(
@@ -85,6 +88,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["workers"] < 1 or options["threads"] < 1:
             raise CommandError("--workers and --threads must be at least 1")
+        self._budget(options["workers"])
         settings = {
             "bind": [options["bind"]],
             "workers": options["workers"],
@@ -101,3 +105,18 @@ class Command(BaseCommand):
             "control_socket_disable": True,
         }
         _Gunicorn(settings).run()
+
+    def _budget(self, workers: int) -> None:
+        """Split the connection budget across `workers`, and refuse one PostgreSQL cannot take
+        (kolejka.E004). Before the fork: the workers inherit the pool's size, not its sockets."""
+        django_settings.WORKERS = workers
+        django_settings.DB_POOL_SIZE = db_pool_size(workers)
+        options: Any = django_settings.DATABASES["default"].get("OPTIONS", {})
+        pool = options.get("pool")
+        if isinstance(pool, dict):
+            pool["max_size"] = django_settings.DB_POOL_SIZE
+        self.check(tags=[Tags.database], databases=["default"])
+        for connection in connections.all():
+            connection.close()
+            if hasattr(connection, "close_pool"):
+                connection.close_pool()
