@@ -13,7 +13,7 @@ from django.utils import timezone
 from kolejka.common import Task as TaskSpec
 from kolejka.common.notify import Notify
 
-from . import backlog, blobs, notify, wakeup
+from . import backlog, blobs, notify, policies, wakeup
 from .errors import Conflict, Forbidden, Invalid
 from .models import Batch, Role, State, Task, TaskFile, User
 
@@ -27,8 +27,9 @@ class Submission:
 
 def admitted(user: User, spec: TaskSpec, priority: int, field: str = "") -> Submission:
     """One task as the API read it (the serializer checked its format), if `user` may submit it:
-    only admins go above priority 0, a submitted task names its files by blob reference, and its
-    notification targets are ones the server may send to (`notify.check`)."""
+    only admins go above priority 0, a submitted task names its files by blob reference, its
+    notification targets are ones the server may send to (`notify.check`), and its retry
+    policy's memory cap fits a node (`policies.check`)."""
     at = f"{field}." if field else ""
     if priority > 0 and user.role != Role.ADMIN:
         raise Forbidden(f"{at}priority: only admins may set a priority above 0", f"{at}priority")
@@ -42,6 +43,7 @@ def admitted(user: User, spec: TaskSpec, priority: int, field: str = "") -> Subm
     notify.check(spec.notify, f"{at}task.notify")
     if spec.callback_url is not None and settings.CALLBACKS:
         notify.check_url(spec.callback_url, f"{at}task.callback_url")
+    policies.check(spec, at)
     return Submission(spec, priority, field)
 
 
