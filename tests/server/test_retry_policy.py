@@ -185,3 +185,17 @@ def test_it_refuses_a_bad_policy_naming_the_field(shared: Server, policy, field)
 def spec_of(policy: dict | None) -> dict:
     base = {"image": "kolejka/busybox:latest", "args": ["true"], "limits": {"memory": "64M"}}
     return {**base, "retry": policy} if policy is not None else base
+
+
+def test_it_finds_a_grown_task_by_its_idempotency_key(server: Server):
+    alice, fred = server.api("alice"), server.api("fred")
+    register(fred, "n1")
+    task = spec_of({"on_memory_limit": "grow", "max": 1})
+    headers = {"Idempotency-Key": "grown-1"}
+    key = alice.post("tasks/", json={"task": task}, headers=headers).json()["key"]
+    grown = attempt(alice, fred, key, result=137, status="MEMORY_LIMIT", limits={"memory": "64M"})
+    assert grown["task"]["limits"]["memory"] == "128M"
+    again = alice.post("tasks/", json={"task": task}, headers=headers)  # its answer was lost
+    assert (again.status_code, again.json()["key"]) == (200, key)
+    other = {**task, "args": ["false"]}
+    assert alice.post("tasks/", json={"task": other}, headers=headers).status_code == 409

@@ -54,6 +54,19 @@ def check(spec: TaskSpec, at: str) -> None:
         )
 
 
+def submitted_as(spec: dict[str, Any], submitted: TaskSpec) -> bool:
+    """Whether the stored `spec` of a task is what `submitted` queued: ``grow`` may have raised
+    its ``limits.memory`` since, so under ``grow`` that limit is left out of the comparison."""
+    if submitted.retry is None or submitted.retry.on_memory_limit is None:
+        return spec == submitted.to_dict()
+
+    def without_memory(document: dict[str, Any]) -> dict[str, Any]:
+        limits = {k: v for k, v in (document.get("limits") or {}).items() if k != "memory"}
+        return {**document, "limits": limits}
+
+    return without_memory(spec) == without_memory(submitted.to_dict())
+
+
 def reruns(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The entries of `history` that the policy added in the current run: those at its end."""
     count = 0

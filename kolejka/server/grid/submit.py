@@ -165,7 +165,8 @@ def _submitted(user: User, key: str, item: Submission) -> Task | None:
         owner=user, submission_key=key
     )
     task = found.first()
-    if task is not None and (task.spec != item.spec.to_dict() or task.priority != item.priority):
+    same = task is not None and policies.submitted_as(task.spec, item.spec)
+    if task is not None and (not same or task.priority != item.priority):
         raise Conflict(
             f"Idempotency-Key: {key!r} queued another submission ({task.key}); "
             "give each submission a key of its own",
