@@ -110,7 +110,8 @@ def accept_result(lease: Lease, user: User, result: Result) -> Task:
     with transaction.atomic():
         current = transitions.locked(Lease.objects.filter(id=lease.id)).get()
         task_id = _current(current, now)
-        # Exactly once: only the task still pointing at this lease, still active, moves.
+        # Exactly once: only the task still pointing at this lease, still active, moves (to
+        # done, or back to the queue by its retry policy), under its row lock.
         # Loser (a second result, a reaper or a cancel that came first): nothing moves, 409.
         task = transitions.locked(
             Task.objects.filter(id=task_id, lease_id=current.id, state__in=ACTIVE)

@@ -78,6 +78,8 @@ def reruns(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _policy_of(task: Task) -> TaskSpec | None:
+    if not isinstance(task.spec, dict) or task.spec.get("retry") is None:
+        return None  # most tasks: no need to read the whole spec
     try:
         spec = TaskSpec.from_dict(task.spec)
     except SpecError:
