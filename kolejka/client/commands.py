@@ -70,6 +70,17 @@ def _verdict_line(key: str, result: Result) -> str:
     )
 
 
+def _attempt_lines(result: Result) -> list[str]:
+    """The attempts of a task with a retry policy, oldest first: what each ended with, under
+    which memory limit, and why the policy ran the task again."""
+    return [
+        f"attempt {item.attempt}: {item.status or 'no verdict'} (exit {item.result}), memory "
+        f"limit {_size(item.memory)}, peak {_size(item.memory_peak)}"
+        + (f"; ran again: {item.retry}" if item.retry else "")
+        for item in result.attempts
+    ]
+
+
 def _verdict_exit(result: Result) -> int:
     if result.status == Status.OK:
         return SUCCESS
@@ -158,7 +169,7 @@ def _finish(
     else:
         result = info.result if info.result is not None else client.result(info.key)
     document["result"] = result.to_dict()
-    out.data(document, _verdict_line(info.key, result))
+    out.data(document, "\n".join([_verdict_line(info.key, result), *_attempt_lines(result)]))
     return _verdict_exit(result)
 
 
@@ -263,6 +274,7 @@ def task_status(args: argparse.Namespace, out: Output) -> int:
         lines.append(f"waiting   {info.reason}")
     if info.result is not None:
         lines.append(f"verdict   {info.result.status} (exit {info.result.result})")
+        lines += _attempt_lines(info.result)
     if info.task is not None and (info.task.notify or info.task.callback_url):
         with about(f"task {args.key}"):
             sent = client.deliveries(args.key)
@@ -405,7 +417,7 @@ def result_get(args: argparse.Namespace, out: Output) -> int:
         raise NotFinished(error.status, error.code, detail, None, error.body) from None
     folder = str(Path(args.folder).resolve())
     document = {"key": args.key, "result_dir": folder, "result": result.to_dict()}
-    out.data(document, _verdict_line(args.key, result))
+    out.data(document, "\n".join([_verdict_line(args.key, result), *_attempt_lines(result)]))
     return SUCCESS
 
 

@@ -57,6 +57,7 @@ class TaskInfo:
     finished: datetime | None
     error: str | None
     reason: str | None  # why a queued task waits (its last failure, no node can run it, ...)
+    not_before: datetime | None  # no node takes the queued task before (retry spacing, backoff)
     task: Task | None
     result: Result | None
     position: int | None  # its place in its batch, 0 for the first
@@ -87,6 +88,7 @@ class TaskInfo:
             finished=_time(document.get("finished")),
             error=_str(document.get("error")),
             reason=_str(document.get("reason")),
+            not_before=_time(document.get("not_before")),
             task=Task.from_dict(spec) if spec is not None else None,
             result=Result.from_dict(result) if result is not None else None,
             position=document.get("position")

@@ -11,16 +11,19 @@ from .result import (
     PidsStats,
     Result,
     Stats,
-    Status,
     load_result,
     save_result,
 )
+from .retry import Attempt, Backoff, RetryPolicy
 from .states import TaskState
+from .status import Status
 from .task import Collect, FileSpec, Task, check_task_files, load_task, save_task
 
 __all__ = [
     "RESULT_SPEC",
     "TASK_SPEC",
+    "Attempt",
+    "Backoff",
     "Capacity",
     "Collect",
     "CpuStats",
@@ -32,6 +35,7 @@ __all__ = [
     "MemoryStats",
     "PidsStats",
     "Result",
+    "RetryPolicy",
     "SpecError",
     "Stats",
     "Status",

@@ -6,7 +6,6 @@ know are kept in `extra` and written back unchanged, while the fields it knows a
 
 from __future__ import annotations
 
-import enum
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -17,20 +16,10 @@ from .errors import SpecError
 from .jsonfile import read_json, write_json
 from .limits import Limits
 from .names import RESULT_SPEC, check_name
+from .retry import Attempt
+from .status import Status
 from .task import FileSpec
 from .units import format_memory, format_time, parse_int, parse_memory, parse_str, parse_time
-
-
-class Status(enum.StrEnum):
-    """The verdict on a run. Only `SYSTEM_ERROR` blames the platform rather than the task."""
-
-    OK = "OK"
-    RUNTIME_ERROR = "RUNTIME_ERROR"
-    TIME_LIMIT = "TIME_LIMIT"
-    CPU_TIME_LIMIT = "CPU_TIME_LIMIT"
-    MEMORY_LIMIT = "MEMORY_LIMIT"
-    OUTPUT_LIMIT = "OUTPUT_LIMIT"
-    SYSTEM_ERROR = "SYSTEM_ERROR"
 
 
 def _time(value: object, name: str) -> float:
@@ -240,10 +229,12 @@ class Result:
     stderr: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     extra_limits: dict[str, Any] = field(default_factory=dict)
+    # Every attempt of a task with a retry policy, the last one this result's (the server adds it).
+    attempts: list[Attempt] = field(default_factory=list)
 
     KEYS: ClassVar[frozenset[str]] = frozenset(
         {"id", "result", "status", "error", "accounting", "files", "limits", "tags", "stats"}
-        | {"stdout", "stderr", "return"}
+        | {"stdout", "stderr", "return", "attempts"}
     )
 
     @classmethod
@@ -259,6 +250,9 @@ class Result:
         if not isinstance(tags, list):
             raise SpecError("tags", tags, "must be a list of strings")
         limits, extra_limits = _limits(data.get("limits") or {})
+        attempts = data.get("attempts") or []
+        if not isinstance(attempts, list):
+            raise SpecError("attempts", attempts, "must be a list")
         optional_text = {
             key: parse_str(data[key], key) if data.get(key) is not None else None
             for key in ("id", "error", "accounting")
@@ -276,6 +270,7 @@ class Result:
             stats=Stats.from_dict(data.get("stats") or {}),
             extra={key: value for key, value in data.items() if key not in cls.KEYS},
             extra_limits=extra_limits,
+            attempts=[Attempt.from_dict(item, f"attempts[{n}]") for n, item in enumerate(attempts)],
             **optional_text,
             **outputs,
         )
@@ -296,7 +291,21 @@ class Result:
         result["limits"] = {**self.extra_limits, **self.limits.to_dict()}
         result["tags"] = list(self.tags)
         result["stats"] = self.stats.to_dict()
+        if self.attempts:
+            result["attempts"] = [attempt.to_dict() for attempt in self.attempts]
         return result
+
+    def attempt(self, number: int | None, retry: str | None) -> Attempt:
+        """This result as attempt `number` of a task with a retry policy; `retry`: why the
+        policy runs the task again after it (None if it does not)."""
+        return Attempt(
+            attempt=number,
+            result=self.result,
+            status=self.status,
+            memory=self.limits.memory,
+            memory_peak=self.stats.memory.max_usage,
+            retry=retry,
+        )
 
 
 def load_result(folder: str | os.PathLike[str]) -> Result:

@@ -22,6 +22,7 @@ from .jsonfile import read_json, write_json
 from .limits import Limits
 from .names import TASK_SPEC, check_name
 from .notify import URL, Notify, parse_notify
+from .retry import RetryPolicy
 from .units import parse_bool, parse_int, parse_str
 
 _ENV_NAME = re.compile(r"^[^=\x00]+$")
@@ -175,10 +176,11 @@ class Task:
     callback_url: str | None = None
     resources: dict[str, int] = field(default_factory=dict)
     notify: tuple[Notify, ...] = ()
+    retry: RetryPolicy | None = None
 
     KEYS = frozenset(
         {"id", "image", "args", "requires", "exclusive", "limits", "environment", "stdin"}
-        | {"stdout", "stderr", "files", "collect", "callback_url", "resources", "notify"}
+        | {"stdout", "stderr", "files", "collect", "callback_url", "resources", "notify", "retry"}
     )
 
     @classmethod
@@ -217,13 +219,15 @@ class Task:
         if callback_url is not None and not URL.match(parse_str(callback_url, "callback_url")):
             raise SpecError("callback_url", callback_url, "must be an http(s) URL")
         exclusive = data.get("exclusive")
+        limits = Limits.from_dict(data.get("limits") or {})
+        retry = data.get("retry")
         return cls(
             image=image,
             args=args,
             id=parse_str(data["id"], "id") if data.get("id") is not None else None,
             requires=_str_list(data.get("requires", []), "requires"),
             exclusive=parse_bool(exclusive, "exclusive") if exclusive is not None else None,
-            limits=Limits.from_dict(data.get("limits") or {}),
+            limits=limits,
             environment=_environment(data.get("environment", {}), strict=strict),
             stdin=names["stdin"],
             stdout=names["stdout"],
@@ -235,6 +239,7 @@ class Task:
             callback_url=callback_url,
             resources=_resources(data.get("resources", {})),
             notify=parse_notify(data.get("notify", [])),
+            retry=RetryPolicy.from_dict(retry, memory=limits.memory) if retry is not None else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -254,6 +259,7 @@ class Task:
             "callback_url": self.callback_url,
             "resources": dict(self.resources) or None,
             "notify": [item.to_dict() for item in self.notify] or None,
+            "retry": self.retry.to_dict() if self.retry is not None else None,
         }
         result.update({key: value for key, value in optional.items() if value is not None})
         return result

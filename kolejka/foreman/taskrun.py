@@ -153,6 +153,9 @@ def _run(
         kit.blobs.place(spec.reference, client.get_blob, task_dir / name)
         local[name] = FileSpec(path=name)
     task.files = local
+    # Which attempt this is (1 for the first; platform retries and retry-policy re-runs count),
+    # so that a task can tell its runs apart; a value the task sets itself stays.
+    task.environment = {"KOLEJKA_ATTEMPT": str(run.lease.attempt), **task.environment}
     save_task(task, task_dir)
     image = kit.images.ensure(task.image, max_size=task.limits.image)
     run.started.set()

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from kolejka.common import Result
 
-from . import blobs, deliver, dependencies, notify, schedules, transitions, wakeup
+from . import blobs, deliver, dependencies, notify, policies, schedules, transitions, wakeup
 from .errors import Conflict, Invalid, LeaseLost, NotFound
 from .models import ACTIVE, Lease, Node, Outcome, State, Task, TaskFile, User, Wakeup
 
@@ -110,18 +110,28 @@ def accept_result(lease: Lease, user: User, result: Result) -> Task:
     with transaction.atomic():
         current = transitions.locked(Lease.objects.filter(id=lease.id)).get()
         task_id = _current(current, now)
-        # Exactly once: only the task still pointing at this lease, still active, moves.
+        # Exactly once: only the task still pointing at this lease, still active, moves (to
+        # done, or back to the queue by its retry policy), under its row lock.
         # Loser (a second result, a reaper or a cancel that came first): nothing moves, 409.
-        moved = Task.objects.filter(id=task_id, lease_id=current.id, state__in=ACTIVE).update(
-            state=State.DONE, result=result.to_dict(), finished=now, updated=now, error=None
-        )
-        if not moved:
+        task = transitions.locked(
+            Task.objects.filter(id=task_id, lease_id=current.id, state__in=ACTIVE)
+        ).first()
+        if task is None:
             raise LeaseLost("the lease no longer holds its task; kill the task")
         Lease.objects.filter(id=current.id).update(ended=now, outcome=Outcome.DONE)
         blobs.touch(references.values(), now)
         TaskFile.objects.bulk_create(
             TaskFile(task_id=task_id, blob_id=reference, name=name, output=True)
             for name, reference in references.items()
+        )
+        if policies.rerun(task, result, now):
+            return _loaded(task_id)
+        Task.objects.filter(pk=task_id).update(
+            state=State.DONE,
+            result=policies.final(task, result),
+            finished=now,
+            updated=now,
+            error=None,
         )
         wakeup.notify(wakeup.task_topic(task_id))
         dependencies.settle([task_id], now)

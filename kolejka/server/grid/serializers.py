@@ -37,6 +37,11 @@ class TaskSerializer(serializers.Serializer[Any]):
     started = serializers.DateTimeField(allow_null=True)
     finished = serializers.DateTimeField(allow_null=True)
     error = serializers.CharField(allow_null=True)
+    not_before = serializers.DateTimeField(
+        allow_null=True,
+        help_text="no node takes the queued task before this: a failed attempt's retry spacing "
+        "or its retry policy's backoff",
+    )
     reason = serializers.CharField(
         allow_null=True, help_text="why a queued task waits: a failed attempt, no node fits, ..."
     )
@@ -45,7 +50,7 @@ class TaskSerializer(serializers.Serializer[Any]):
     history = serializers.ListField(
         child=serializers.DictField(),
         help_text="earlier runs of a task run again in place, oldest first: their state, "
-        "attempts, finished, error and result",
+        "attempts, finished, error and result, and `retry`, why its retry policy ran it again",
     )
 
 
@@ -73,6 +78,7 @@ def task_resource(
         "started": task.started,
         "finished": task.finished,
         "error": task.error,
+        "not_before": task.not_before if task.state == State.QUEUED else None,
         "reason": pending.reason(task, reasons) if reason else None,
         "task": task.spec,
         "result": task.result,

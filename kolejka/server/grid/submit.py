@@ -15,7 +15,7 @@ from kolejka.common import Task as TaskSpec
 from kolejka.common.after import After
 from kolejka.common.notify import Notify
 
-from . import backlog, blobs, dependencies, notify, wakeup
+from . import backlog, blobs, dependencies, notify, policies, wakeup
 from .errors import Conflict, Forbidden, Invalid
 from .models import Batch, Role, State, Task, TaskFile, User
 
@@ -43,8 +43,9 @@ def admitted(
     after: tuple[After, ...] = (),
 ) -> Submission:
     """One task as the API read it (the serializer checked its format), if `user` may submit it:
-    only admins go above priority 0, a submitted task names its files by blob reference, and its
-    notification targets are ones the server may send to (`notify.check`).
+    only admins go above priority 0, a submitted task names its files by blob reference, its
+    notification targets are ones the server may send to (`notify.check`), and its retry
+    policy's memory cap fits a node (`policies.check`).
     `rank` orders it among its owner's tasks, `after` are its dependencies (`dependencies`)."""
     at = f"{field}." if field else ""
     if priority > 0 and user.role != Role.ADMIN:
@@ -59,6 +60,7 @@ def admitted(
     notify.check(spec.notify, f"{at}task.notify")
     if spec.callback_url is not None and settings.CALLBACKS:
         notify.check_url(spec.callback_url, f"{at}task.callback_url")
+    policies.check(spec, at)
     return Submission(spec, priority, field, rank, after)
 
 
@@ -208,7 +210,7 @@ def _submitted(user: User, key: str, item: Submission) -> Task | None:
     )
     task = found.first()
     if task is not None and (
-        task.spec != item.spec.to_dict()
+        not policies.submitted_as(task.spec, item.spec)
         or task.priority != item.priority
         or task.after != [after.to_dict() for after in item.after]
     ):
