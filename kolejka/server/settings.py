@@ -252,6 +252,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TaskStateEnum": [str(state) for state in TaskState],
         "BatchStateEnum": ["open", "sealed"],
+        "LogStreamEnum": ["stdout", "stderr"],
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -300,6 +301,10 @@ SCHEDULE_GRACE = env_seconds("KOLEJKA_SCHEDULE_GRACE", "1min")
 # How often a sleeping long-poll looks at the database even without a wake-up (a safety net
 # for lost notifications and for leases that expire while nobody calls in).
 POLL_INTERVAL = env_seconds("KOLEJKA_POLL_INTERVAL", "1s")
+# The most of a running task's stdout and of its stderr the server keeps, per attempt, as its
+# node streams them (grid/logs.py); past it a stream is cut and said to be. The worker's own cap
+# (the foreman's --max-output, 16M) usually cuts it first.
+LOG_MAX_SIZE = env_size("KOLEJKA_LOG_MAX_SIZE", "16M")
 # Notifications (grid/notify.py) and callbacks: `false` where the server must not reach out
 # (no webhook, e-mail or callback_url is taken then).
 CALLBACKS = env_bool("KOLEJKA_CALLBACKS", True)
