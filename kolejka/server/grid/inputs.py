@@ -220,7 +220,10 @@ class LogAppendRequest(StrictSerializer):
         help_text="where `data` starts in the stream: the end the last answer gave (a chunk "
         "sent again is not stored twice)",
     )
-    data = Base64Field(max_bytes=MAX_CHUNK, help_text="the bytes, base64; at most 64 KiB")
+    # A field named as DRF's `Serializer.data`: the metaclass takes it out of the class.
+    data = Base64Field(  # type: ignore[assignment]
+        max_bytes=MAX_CHUNK, help_text="the bytes, base64; at most 64 KiB"
+    )
     truncated = StrictBooleanField(
         required=False, default=False, help_text="the node's output cap ends the stream here"
     )
@@ -297,8 +300,16 @@ class ResultWaitQuery(StrictSerializer):
 
 class LogQuery(StrictSerializer):
     stream = serializers.ChoiceField(
-        choices=LogStream.choices, required=False, default=LogStream.STDOUT
+        choices=LogStream.choices,
+        required=False,
+        allow_blank=True,
+        default=LogStream.STDOUT,
+        help_text="stdout (also when empty) or stderr",
     )
+
+    def validate_stream(self, value: str) -> str:
+        return value or LogStream.STDOUT
+
     offset = serializers.IntegerField(
         required=False, default=0, min_value=0, max_value=2**62, help_text="the first byte wanted"
     )

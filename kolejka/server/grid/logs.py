@@ -65,10 +65,13 @@ def _writer(lease: Lease) -> int:
     """The id of the task `lease` may append to: while the lease holds it, and after its
     owner cancelled it (the node sends what the task printed until it was killed). Raises
     `LeaseLost` (or `Conflict`, once its result was accepted) for any other lease."""
-    cancelled = lease.outcome == Outcome.CANCELLED and lease.task_id is not None
-    if cancelled and Task.objects.filter(id=lease.task_id, lease_id=lease.id).exists():
-        assert lease.task_id is not None
-        return lease.task_id
+    task_id = lease.task_id
+    if (
+        task_id is not None
+        and lease.outcome == Outcome.CANCELLED
+        and Task.objects.filter(id=task_id, lease_id=lease.id).exists()
+    ):
+        return task_id
     return leases.current_task(lease, timezone.now())
 
 
@@ -139,6 +142,8 @@ def read(task: Task, stream: str, offset: int = 0, limit: int = MAX_READ) -> Log
             data = file.read(limit) if offset < size else b""
         cut = (task.result or {}).get("status") == str(Status.OUTPUT_LIMIT)
         return LogPart(stream, offset, data, size, attempt, complete, cut)
+    if task.lease_id is None:
+        return LogPart(stream, offset, b"", 0, attempt, complete, False)
     chunks = LogChunk.objects.filter(task_id=task.pk, lease=task.lease_id, stream=stream)
     last = chunks.order_by("-offset").values_list("offset", "data", "truncated").first()
     if last is None:
@@ -153,8 +158,8 @@ def read(task: Task, stream: str, offset: int = 0, limit: int = MAX_READ) -> Log
             .first()
         ) or 0
         rows = chunks.filter(offset__gte=start).order_by("offset")
-        for at, data in rows.values_list("offset", "data")[:_ROWS]:
-            piece = bytes(data)[max(offset + taken - at, 0) :][: limit - taken]
+        for at, stored in rows.values_list("offset", "data")[:_ROWS]:
+            piece = bytes(stored)[max(offset + taken - at, 0) :][: limit - taken]
             pieces.append(piece)
             taken += len(piece)
             if taken >= limit:

@@ -352,7 +352,10 @@ class LogSerializer(serializers.Serializer[Any]):
     offset = serializers.IntegerField()
     next = serializers.IntegerField(help_text="the offset to read from next")
     size = serializers.IntegerField(help_text="the bytes of the stream known so far")
-    data = Base64Field(max_bytes=MAX_READ, help_text="the bytes from `offset`, base64")
+    # A field named as DRF's `Serializer.data`: the metaclass takes it out of the class.
+    data = Base64Field(  # type: ignore[assignment]
+        max_bytes=MAX_READ, help_text="the bytes from `offset`, base64"
+    )
     complete = serializers.BooleanField(
         help_text="the task is final: nothing comes past `size` (a cancelled task's node may "
         "still send its last lines a moment later)"
