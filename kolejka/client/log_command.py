@@ -28,7 +28,7 @@ def task_log(args: argparse.Namespace, out: Output) -> int:
     try:
         with about(f"task {args.key}"):
             for part in client.log(args.key, stream=stream, follow=args.follow):
-                if last is not None and part.attempt != last.attempt:
+                if last is not None and last.attempt is not None and part.attempt != last.attempt:
                     out.message(
                         f"{args.key}: attempt {part.attempt} started again; its {stream} follows"
                     )

@@ -3,11 +3,12 @@
 The worker writes the task's stdout and stderr into the result folder as the task prints them,
 each capped at its ``max_output``. A `LogStream` thread reads the files' new bytes and sends
 them (`KolejkaClient.append_log`) in chunks of at most 64 KiB: up to the last whole line as soon
-as one is there, the rest half a second after it came. It never holds up the task (which writes
-files, not to us) nor the heartbeat (its own thread and client). A server that is away costs
-only the log: the chunk is sent again later from the server's own end, and the result, sent as
-ever, holds the whole output. `close` sends what is left (what a cancelled or killed task
-printed last), for at most `FINAL_WAIT` seconds.
+as one is there (but a quarter of a second at least after the last send), the rest half a
+second after it came. It never holds up the task (which writes files, not to us) nor the
+heartbeat (its own thread and client). A server that is away costs only the log: the chunk is
+sent again later from the server's own end, and the result, sent as ever, holds the whole
+output. `close` sends what is left (what a cancelled or killed task printed last), for at most
+`FINAL_WAIT` seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 
 MAX_CHUNK = 64 * 1024
 LINE_WAIT = 0.5  # how long a part of a line waits for its end before it is sent as it is
+# The least time between two sends of a stream (but for full chunks): a line after a quiet
+# spell goes at once, a task printing without a pause costs the server 4 requests a second.
+MIN_GAP = 0.25
 TICK = 0.05  # how often the files are looked at
 RETRY = 1.0  # after a failed send, the pause before the next
 FINAL_WAIT = 5.0
@@ -37,6 +41,7 @@ class _Stream:
     path: Path
     sent: int = 0  # the server's end of the stream
     waiting_since: float | None = None  # when the first byte not sent yet was seen
+    last_sent: float = 0.0
     over: bool = False  # nothing more goes: the cap was reached, or the server refused
 
 
@@ -126,7 +131,11 @@ class LogStream:
         now = time.monotonic()
         if stream.waiting_since is None:
             stream.waiting_since = now
-        if final or len(data) == MAX_CHUNK or now - stream.waiting_since >= LINE_WAIT:
+        if final or len(data) == MAX_CHUNK:
+            return data
+        if now - stream.last_sent < MIN_GAP:
+            return None
+        if now - stream.waiting_since >= LINE_WAIT:
             return data
         line_end = data.rfind(b"\n")
         return data[: line_end + 1] if line_end >= 0 else None
@@ -151,3 +160,4 @@ class LogStream:
         stream.over = capped or end < stream.sent + len(data)  # the server's cap cut it
         stream.sent = end
         stream.waiting_since = None
+        stream.last_sent = time.monotonic()

@@ -152,3 +152,21 @@ def test_it_exits_quietly_on_ctrl_c_while_following(make_grid, tmp_path):
     assert grid.client().task(key).state is TaskState.RUNNING
     release(grid, "node-a")
     grid.wait_state(key, {TaskState.DONE})
+
+
+def test_it_loses_nothing_of_the_result_when_the_server_is_away_while_the_task_prints(
+    make_grid, tmp_path
+):
+    grid = make_grid(KOLEJKA_LEASE_TTL="60s")
+    foreman = grid.foreman("node-a", slots=1)
+    key = submit(grid, tmp_path / "t", WAITS)
+    logged(grid, key, b"one\n")
+    grid.server.stop()
+    release(grid, "node-a")  # "two" is printed while nothing answers the log's sends
+    spool = grid.root / "node-a" / "spool"
+    wait_for(lambda: any(spool.glob("*/lease.json")), "the result to wait in the spool", 60)
+    grid.server.start()
+    info = grid.wait_state(key, {TaskState.DONE, TaskState.FAILED})
+    assert info.state is TaskState.DONE, foreman.text()
+    shown = log(grid, key)
+    assert (shown.returncode, shown.stdout) == (0, b"one\ntwo\n"), shown.stderr
