@@ -252,7 +252,6 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TaskStateEnum": [str(state) for state in TaskState],
         "BatchStateEnum": ["open", "sealed"],
-        "LogStreamEnum": ["stdout", "stderr"],
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
