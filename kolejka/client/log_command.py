@@ -18,7 +18,7 @@ def task_log(args: argparse.Namespace, out: Output) -> int:
     With -f, follow it while the task runs, until the task ends; Ctrl-C stops following (the
     task keeps running). After the end too: a done task's log is its result's file; a
     cancelled or failed one's, what its node sent before. With --json, one JSON document a line
-    for each piece read: stream, attempt, offset, next, size, data (base64), complete,
+    for each piece read: stream, attempt, started, offset, next, size, data (base64), complete,
     truncated.
     """
     client = _client(args, out)
@@ -28,7 +28,7 @@ def task_log(args: argparse.Namespace, out: Output) -> int:
     try:
         with about(f"task {args.key}"):
             for part in client.log(args.key, stream=stream, follow=args.follow):
-                if last is not None and last.attempt is not None and part.attempt != last.attempt:
+                if last is not None and last.started is not None and part.started != last.started:
                     out.message(
                         f"{args.key}: attempt {part.attempt} started again; its {stream} follows"
                     )

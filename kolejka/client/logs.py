@@ -8,10 +8,11 @@ import binascii
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .errors import ConnectionFailed
-from .models import _document, _int, _optional_int
+from .models import _document, _int, _optional_int, _time
 from .transport import MAX_PAUSE, Transport
 
 STREAMS = ("stdout", "stderr")
@@ -21,7 +22,8 @@ POLL_FLOOR = 1.0
 
 @dataclass(frozen=True)
 class LogPart:
-    """`data`, bytes of a task's `stream` from `offset` on, of its attempt `attempt`.
+    """`data`, bytes of a task's `stream` from `offset` on, of its attempt `attempt`, which
+    began at `started` (a new run of the task, also of the same number, begins later).
 
     `size`: the bytes of the stream the server knows; `complete`: the task is final, nothing
     comes past `size`; `truncated`: the stream reached an output cap, what followed was not
@@ -30,6 +32,7 @@ class LogPart:
 
     stream: str
     attempt: int | None
+    started: datetime | None
     offset: int
     data: bytes
     size: int
@@ -53,6 +56,7 @@ class LogPart:
         return cls(
             stream=str(document.get("stream") or "stdout"),
             attempt=_optional_int(document.get("attempt")),
+            started=_time(document.get("started")),
             offset=_int(document.get("offset")),
             data=content,
             size=_int(document.get("size")),
@@ -79,16 +83,16 @@ def follow(
     """Yield the pieces of the task's `stream` from `offset`: what there is now, and with
     `wait` what comes, until the task is final and all of it was read. A task that started
     again (a new attempt, after a lost node) is read from the start of the new attempt: the
-    first part of it has another `attempt`. The last part yielded may have no data; it tells
+    first part of it has another `started`. The last part yielded may have no data; it tells
     `complete` and `truncated`."""
-    attempt: int | None = None
+    started: datetime | None = None
     while True:
         asked = time.monotonic()
         part = read(transport, key, stream, offset, transport.long_poll(None) if wait else 0)
-        if attempt is not None and part.attempt != attempt and offset:
-            attempt, offset = part.attempt, 0
+        if started is not None and part.started != started and offset:
+            started, offset = part.started, 0
             continue
-        attempt, offset = part.attempt, part.next
+        started, offset = part.started, part.next
         done = part.complete and part.next >= part.size
         if part.data or done or not wait:
             yield part

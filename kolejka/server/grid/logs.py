@@ -11,6 +11,7 @@ file, which holds the same bytes and all of them (the chunks are then dropped).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -32,10 +33,11 @@ class LogPart:
     """`data`, the bytes of a task's `stream` from `offset` on, as known now.
 
     `size` is how many bytes of the stream are known; `attempt` the attempt they are of (`None`
-    before the first); `complete` that the task is final, so no more will come (a cancelled
-    task's node may still send the last lines it had, a moment later); `truncated` that the
-    stream reached an output cap, past which nothing was kept (for a done task: its verdict is
-    ``OUTPUT_LIMIT``).
+    before the first) and `started` when it began, which tells a new run of the task from the
+    last even where its number is the same (an attempt handed back is not counted);
+    `complete` that the task is final, so no more will come (a cancelled task's node may still
+    send the last lines it had, a moment later); `truncated` that the stream reached an output
+    cap, past which nothing was kept (for a done task: its verdict is ``OUTPUT_LIMIT``).
     """
 
     stream: str
@@ -43,6 +45,7 @@ class LogPart:
     data: bytes
     size: int
     attempt: int | None
+    started: datetime | None
     complete: bool
     truncated: bool
 
@@ -128,11 +131,12 @@ def read(task: Task, stream: str, offset: int = 0, limit: int = MAX_READ) -> Log
     known answers no data."""
     stream = _source(task, stream)
     limit = max(0, min(limit, MAX_READ))
-    attempt = (
-        Lease.objects.filter(id=task.lease_id).values_list("attempt", flat=True).first()
+    run = (
+        Lease.objects.filter(id=task.lease_id).values_list("attempt", "created").first()
         if task.lease_id is not None
         else None
     )
+    attempt, started = run if run is not None else (None, None)
     complete = task.state in FINISHED
     reference = _result_file(task, stream)
     if reference is not None:
@@ -141,13 +145,13 @@ def read(task: Task, stream: str, offset: int = 0, limit: int = MAX_READ) -> Log
             file.seek(min(offset, size))
             data = file.read(limit) if offset < size else b""
         cut = (task.result or {}).get("status") == str(Status.OUTPUT_LIMIT)
-        return LogPart(stream, offset, data, size, attempt, complete, cut)
+        return LogPart(stream, offset, data, size, attempt, started, complete, cut)
     if task.lease_id is None:
-        return LogPart(stream, offset, b"", 0, attempt, complete, False)
+        return LogPart(stream, offset, b"", 0, attempt, started, complete, False)
     chunks = LogChunk.objects.filter(task_id=task.pk, lease=task.lease_id, stream=stream)
     last = chunks.order_by("-offset").values_list("offset", "data", "truncated").first()
     if last is None:
-        return LogPart(stream, offset, b"", 0, attempt, complete, False)
+        return LogPart(stream, offset, b"", 0, attempt, started, complete, False)
     size, cut = last[0] + len(last[1]), last[2]
     pieces, taken = [], 0
     if offset < size:
@@ -164,7 +168,7 @@ def read(task: Task, stream: str, offset: int = 0, limit: int = MAX_READ) -> Log
             taken += len(piece)
             if taken >= limit:
                 break
-    return LogPart(stream, offset, b"".join(pieces), size, attempt, complete, cut)
+    return LogPart(stream, offset, b"".join(pieces), size, attempt, started, complete, cut)
 
 
 def _result_file(task: Task, stream: str) -> str | None:

@@ -71,7 +71,7 @@ def log(
         if fresh is None:
             return part
         found = logs.read(fresh, stream, offset, limit)
-        changed = found.data or found.complete or found.attempt != part.attempt
+        changed = found.data or found.complete or found.started != part.started
         return found if changed else None
 
     topics = [wakeup.log_topic(task.pk), wakeup.task_topic(task.pk)]

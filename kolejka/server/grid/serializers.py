@@ -346,8 +346,11 @@ class LogSerializer(serializers.Serializer[Any]):
     """A piece of a task's log (`logs.LogPart`)."""
 
     stream = serializers.ChoiceField(choices=LogStream.choices)
-    attempt = serializers.IntegerField(
-        allow_null=True, help_text="the attempt the log is of; offsets start again at 0 with each"
+    attempt = serializers.IntegerField(allow_null=True, help_text="the attempt the log is of")
+    started = serializers.DateTimeField(
+        allow_null=True,
+        help_text="when that attempt began: a new one (also of the same number, after a hand-back) "
+        "starts the stream again at offset 0",
     )
     offset = serializers.IntegerField()
     next = serializers.IntegerField(help_text="the offset to read from next")
@@ -369,6 +372,7 @@ def log_resource(part: LogPart) -> dict[str, Any]:
     return {
         "stream": part.stream,
         "attempt": part.attempt,
+        "started": part.started,
         "offset": part.offset,
         "next": part.next,
         "size": part.size,
