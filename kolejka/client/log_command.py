@@ -43,7 +43,7 @@ def task_log(args: argparse.Namespace, out: Output) -> int:
 
 def _write(out: Output, sink: BinaryIO | None, part: LogPart) -> None:
     if out.json_mode:
-        out.stdout.write(json.dumps({**part.raw, "next": part.next}, sort_keys=True) + "\n")
+        out.stdout.write(json.dumps(dict(part.raw), sort_keys=True) + "\n")
         out.stdout.flush()
     elif out.quiet or not part.data:
         return

@@ -3,13 +3,17 @@ through `append_log`."""
 
 from __future__ import annotations
 
+import base64
+import json
+import subprocess
 import threading
 
 import pytest
 
 from kolejka.client import Conflict, LeaseLost, LogPart, NotFound
 
-from .live import wait_for
+from .conftest import cli_env
+from .live import BIN, wait_for
 
 
 def test_it_follows_a_log_until_the_task_ends(server, foreman, task_dir):
@@ -71,3 +75,29 @@ def test_it_refuses_a_gap_and_a_lost_lease(server, foreman, task_dir):
         foreman.client.append_log(claim.lease, "stdout", 0, b"stale\n")
     with pytest.raises(NotFound):
         list(server.client("bob").log(key))
+
+
+def test_it_prints_a_log_raw_or_as_json_lines_and_says_when_it_was_cut(
+    server, foreman, task_dir, cli, home
+):
+    key = server.client("alice").submit(task_dir).key
+    claim = foreman.claim()
+    assert claim.lease is not None
+    foreman.client.append_log(claim.lease, "stdout", 0, b"\xff raw\n")
+    foreman.client.append_log(claim.lease, "stderr", 0, b"cut", truncated=True)
+    raw = subprocess.run(
+        [str(BIN / "kolejka-client"), "task", "log", key],
+        env=cli_env(server, home),
+        capture_output=True,
+        timeout=120,
+    )
+    assert (raw.returncode, raw.stdout, raw.stderr) == (0, b"\xff raw\n", b"")  # byte for byte
+    cut = cli("task", "log", key, "--stderr")
+    assert (cut.returncode, cut.stdout) == (0, "cut")
+    assert "its stderr reached the output cap" in cut.stderr
+    lines = cli("task", "log", key, "--json").stdout.splitlines()
+    pieces = [json.loads(line) for line in lines]
+    assert pieces[0]["data"] == base64.b64encode(b"\xff raw\n").decode()
+    assert (pieces[-1]["next"], pieces[-1]["size"], pieces[-1]["complete"]) == (6, 6, False)
+    missing = cli("task", "log", "t-nosuchtask")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
