@@ -72,7 +72,7 @@ def test_it_shows_a_line_in_task_log_f_while_the_task_runs_and_ends_with_it(make
     try:
         assert read_line(follower) == b"one\n"
         # The task is still waiting for `go`: the line came while it ran.
-        assert grid.client().task(key).state is TaskState.RUNNING
+        grid.wait_state(key, {TaskState.RUNNING})
         release(grid, "node-a")
         out, err = follower.communicate(timeout=120)
     finally:
@@ -149,7 +149,7 @@ def test_it_exits_quietly_on_ctrl_c_while_following(make_grid, tmp_path):
     finally:
         follower.kill()
     assert (follower.returncode, out, err) == (130, b"", b"")
-    assert grid.client().task(key).state is TaskState.RUNNING
+    grid.wait_state(key, {TaskState.RUNNING})  # it keeps running until `go`
     release(grid, "node-a")
     grid.wait_state(key, {TaskState.DONE})
 
