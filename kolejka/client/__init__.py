@@ -25,6 +25,7 @@ from .errors import (
     TooLarge,
     TransferError,
 )
+from .logs import LogPart
 from .models import (
     Account,
     Batch,
@@ -61,6 +62,7 @@ __all__ = [
     "Lease",
     "LeaseLost",
     "LocalFileError",
+    "LogPart",
     "Node",
     "NodeVerdict",
     "NotFinished",

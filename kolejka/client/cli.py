@@ -11,7 +11,7 @@ from kolejka import __version__
 from kolejka.common import SpecError, Status
 from kolejka.common.states import TaskState
 
-from . import batch_commands, commands
+from . import batch_commands, commands, log_command
 from .errors import AuthenticationFailed, ClientError
 from .exits import EXIT_CODES, INTERRUPTED, USAGE
 from .output import Output
@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     why.add_argument("key", metavar="KEY")
     deliveries = _command(task_commands, "deliveries", commands.task_deliveries, common)
     deliveries.add_argument("key", metavar="KEY")
+    log = _command(task_commands, "log", log_command.task_log, common)
+    log.add_argument("key", metavar="KEY")
+    log.add_argument(
+        "-f", "--follow", action="store_true", help="follow it while the task runs, until it ends"
+    )
+    log.add_argument("--stderr", action="store_true", help="the task's stderr, not its stdout")
 
     result = top.add_parser("result", help="fetch results")
     result_commands = result.add_subparsers(title="commands", metavar="COMMAND", required=True)

@@ -21,11 +21,12 @@ from kolejka.common import Result, Task, load_task
 from kolejka.common.after import After, parse_after
 from kolejka.common.states import TaskState
 
-from . import arrays, blobs, folders
+from . import arrays, blobs, folders, logs
 from .blobs import Blob, ProgressFactory
 from .config import Settings, load_settings
 from .errors import ClientError, ConfigError
 from .exits import CANCELLED, PLATFORM
+from .logs import LogPart
 from .models import (
     Account,
     Batch,
@@ -343,6 +344,15 @@ class KolejkaClient(NodeApi):
                 on_change(info)
         assert info is not None
         return info
+
+    def log(
+        self, key: str, *, stream: str = "stdout", follow: bool = False, offset: int = 0
+    ) -> Iterator[LogPart]:
+        """Yield what the task printed on `stream` (``stdout`` or ``stderr``) from byte
+        `offset`, piece by piece: what the server has now, and with `follow`, what comes while
+        the task runs, until it is final (`logs.follow`). The last piece tells `complete` and
+        `truncated`. Raises `NotFound` for a key that is not the caller's."""
+        return logs.follow(self.transport, key, stream, offset=offset, wait=follow)
 
     def cancel(self, key: str) -> TaskInfo:
         """Cancel the task. Raises `Conflict` when it is already `done` or `failed`."""

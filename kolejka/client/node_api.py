@@ -2,13 +2,15 @@
 
 `KolejkaClient` carries these methods; they need a user with the ``foreman`` role (images,
 draining and forgetting: ``admin``; listing nodes: anyone). Which requests are retried after a
-failure: a heartbeat, a result, a failure report and a release are (the server refuses a second
-one, so a repeat changes nothing and a lost answer is not a lost report); a claim is repeated
-only when it surely never reached the server, since a repeated claim could take a second task.
+failure: a heartbeat, a result, a failure report, a release and a log chunk are (the server
+refuses a second one or skips bytes it has, so a repeat changes nothing and a lost answer is not
+a lost report); a claim is repeated only when it surely never reached the server, since a
+repeated claim could take a second task.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,7 +21,7 @@ from kolejka.common import Capacity, Limits, Result, Task
 from . import folders
 from .blobs import ProgressFactory
 from .models import Claim, Heartbeat, Image, Lease, Node, TaskInfo
-from .transport import MAX_PAUSE, Transport
+from .transport import MAX_PAUSE, READ_TIMEOUT, Transport
 
 PathLike = str | os.PathLike[str]
 
@@ -95,6 +97,32 @@ class NodeApi:
             "POST", f"leases/{_lease_id(lease)}/heartbeat/", json={"running": running}, safe=True
         )
         return Heartbeat.from_dict(answer)
+
+    def append_log(
+        self,
+        lease: Lease | str,
+        stream: str,
+        offset: int,
+        data: bytes,
+        *,
+        truncated: bool = False,
+        timeout: float = READ_TIMEOUT,
+    ) -> int:
+        """Send a chunk (at most 64 KiB) of the leased task's `stream` that starts at byte
+        `offset`; return the stream's end on the server, where the next chunk starts. Sending
+        a chunk again is harmless. `truncated`: the node's output cap ends the stream here.
+        Raises `LeaseLost` when the lease no longer runs the task, `Conflict` for an offset
+        past the server's end."""
+        body = {
+            "stream": stream,
+            "offset": offset,
+            "data": base64.b64encode(data).decode("ascii"),
+            "truncated": truncated,
+        }
+        answer = self.transport.json(
+            "POST", f"leases/{_lease_id(lease)}/log/", json=body, safe=True, timeout=timeout
+        )
+        return int(answer["next"])
 
     def fetch_task_files(self, task: Task, folder: PathLike) -> Task:
         """Download a claimed task (files as references) into `folder` as a task folder."""

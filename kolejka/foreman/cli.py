@@ -100,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker = WorkerConfig(
         defaults=config.defaults,
         maxima=config.maxima.with_defaults(DEFAULT_MAXIMA),
+        max_output=config.max_output,
         root_images=config.root_images,
         observer=config.observer,
         tags=tuple(sorted(config.tags)),

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from kolejka.client.config import Settings
 from kolejka.common import Capacity, Limits, SpecError
 from kolejka.common.units import parse_bool, parse_int, parse_memory, parse_time
+from kolejka.worker.config import MAX_OUTPUT
 
 from .hardware import Gpu, detect_capacity
 from .lock import DEFAULT_LOCK_DIR
@@ -48,6 +49,7 @@ class ForemanConfig:
     heartbeat: float | None = None  # lease renewal period; None: min(ttl / 3, 5 s)
     health_interval: float = 5.0
     min_free_disk: int = 2**30
+    max_output: int = MAX_OUTPUT  # bytes kept of each of a task's stdout and stderr
     lock_dir: Path = DEFAULT_LOCK_DIR
 
     @property
@@ -147,6 +149,7 @@ def build_config(
             args.health_interval, settings, "health_interval", _positive_time, 5.0
         ),
         min_free_disk=_pick(args.min_free_disk, settings, "min_free_disk", parse_memory, 2**30),
+        max_output=_pick(args.max_output, settings, "max_output", parse_memory, MAX_OUTPUT),
         lock_dir=Path(_pick(args.lock_dir, settings, "lock_dir", _text, str(DEFAULT_LOCK_DIR))),
     )
 
@@ -194,6 +197,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--heartbeat", type=period, help="how often to renew a lease (default: min(ttl/3, 5s))")
     add("--health-interval", type=period, help="how often to check the node (default 5s)")
     add("--min-free-disk", type=memory, help="free space the work dir needs (default 1G)")
+    add(
+        "--max-output",
+        type=memory,
+        help="bytes kept of each of a task's stdout and stderr; past it the task is killed with "
+        "OUTPUT_LIMIT (default 16M)",
+    )
     add("--lock-dir", help=f"where node-name locks are held (default {DEFAULT_LOCK_DIR})")
 
 

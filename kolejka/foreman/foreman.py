@@ -72,6 +72,7 @@ class Foreman:
             tasks_dir=config.work_dir / "tasks",
             on_outcome=self._outcome,
             heartbeat=config.heartbeat,
+            max_output=config.max_output,
         )
         self.running: dict[str, tuple[TaskRun, threading.Thread]] = {}
         self.removing: list[str] = []  # the images of ended tasks whose containers remain

@@ -1,4 +1,5 @@
-"""One claimed task on this node: fetch its files and image, run it, heartbeat, report.
+"""One claimed task on this node: fetch its files and image, run it (its output streamed to the
+server as it prints, `logstream`), heartbeat, report.
 
 Runs in its own thread. Whatever happens, the lease ends in exactly one report: a result, a
 failure (the server retries the task elsewhere), a release (handed back on shutdown), or nothing
@@ -29,9 +30,11 @@ from kolejka.common import (
     save_task,
 )
 from kolejka.worker import Deadline, Placement
+from kolejka.worker.config import MAX_OUTPUT
 
 from .blobcache import BlobCache
 from .images import ImageCache, ImageUnavailableError
+from .logstream import LogStream
 from .spool import Spool, Spooled
 
 log = logging.getLogger(__name__)
@@ -92,6 +95,7 @@ class Toolkit:
     tasks_dir: Path
     on_outcome: Callable[[bool], None]  # called with whether the node did its part
     heartbeat: float | None = None  # the lease renewal period; None: min(ttl / 3, 5 s)
+    max_output: int = MAX_OUTPUT  # the worker's cap on each of stdout and stderr
 
 
 def execute(run: TaskRun, kit: Toolkit, later: contextlib.ExitStack) -> None:
@@ -160,15 +164,19 @@ def _run(
     image = kit.images.ensure(task.image, max_size=task.limits.image)
     run.started.set()
     run.poke.set()
-    return kit.runner(
-        task_dir,
-        result_dir,
-        placement=run.placement,
-        cancel=run.cancel,
-        deadline=run.deadline,
-        image=image,
-        later=later,
-    )
+    # The worker writes the output files as the task prints; they go to the server as they grow.
+    outputs = {"stdout": task.stdout, "stderr": None if task.merged_output else task.stderr}
+    paths = {stream: result_dir / name for stream, name in outputs.items() if name is not None}
+    with LogStream(kit.connect, run.lease, paths, kit.max_output):
+        return kit.runner(
+            task_dir,
+            result_dir,
+            placement=run.placement,
+            cancel=run.cancel,
+            deadline=run.deadline,
+            image=image,
+            later=later,
+        )
 
 
 def _fail(run: TaskRun, kit: Toolkit, client: KolejkaClient, error: str) -> None:

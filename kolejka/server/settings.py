@@ -349,6 +349,11 @@ POLL_INTERVAL = env_seconds("KOLEJKA_POLL_INTERVAL", "1s")
 # How often an open board page asks whether what it shows changed (an unchanged answer is an
 # empty 204, so an idle board costs a few queries a period).
 BOARD_POLL = env_seconds("KOLEJKA_BOARD_POLL", "1s")
+
+# The most of a running task's stdout and of its stderr the server keeps, per attempt, as its
+# node streams them (grid/logs.py); past it a stream is cut and said to be. The worker's own cap
+# (the foreman's --max-output, 16M) usually cuts it first.
+LOG_MAX_SIZE = env_size("KOLEJKA_LOG_MAX_SIZE", "16M")
 # Notifications (grid/notify.py) and callbacks: `false` where the server must not reach out
 # (no webhook, e-mail or callback_url is taken then).
 CALLBACKS = env_bool("KOLEJKA_CALLBACKS", True)

@@ -39,6 +39,9 @@ DEFAULT_LIMITS = Limits(
 DEFAULT_MAXIMA = Limits(root=False)
 
 
+MAX_OUTPUT = 16 * MiB  # bytes kept of each of a task's stdout and stderr, by default
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     """Operator settings. Every field has a safe default.
@@ -69,7 +72,7 @@ class WorkerConfig:
 
     defaults: Limits = DEFAULT_LIMITS
     maxima: Limits = DEFAULT_MAXIMA
-    max_output: int = 16 * MiB
+    max_output: int = MAX_OUTPUT
     max_collect_files: int = 1000
     max_collect_bytes: int = 256 * MiB
     observer: str | None = None

@@ -1,7 +1,8 @@
 """The task's standard streams over docker's attach connection.
 
 The container logs nothing on the host (log driver ``none``); the worker attaches before it starts
-the container and writes stdout and stderr straight into the result folder, each file capped.
+the container and writes stdout and stderr straight into the result folder, each file capped and
+flushed as it comes (a foreman sends the files to the server as they grow).
 stdin, when the task names a file, is fed from a thread and then closed, so the program sees EOF.
 """
 
@@ -43,6 +44,9 @@ class Sink:
         self._file.write(data)
         self.size += len(data)
         return not self.truncated
+
+    def flush(self) -> None:
+        self._file.flush()
 
     def close(self) -> None:
         self._file.close()
@@ -102,3 +106,6 @@ def pump(
                     overflow()
             offset += _HEADER + size
         del buffer[:offset]
+        # What the task printed is in the file at once: the foreman streams it from there.
+        for sink in {id(sink): sink for sink in sinks.values() if sink is not None}.values():
+            sink.flush()

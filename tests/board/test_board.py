@@ -1,5 +1,6 @@
 """The web board in a real browser: signing in, a task moving from Queued to Done without a
-reload, its log, cancelling a running task, draining a node, and what another user sees."""
+reload, its log (live while it runs), cancelling a running task, draining a node, and what
+another user sees."""
 
 from __future__ import annotations
 
@@ -40,17 +41,21 @@ def test_it_shows_a_task_move_from_queued_to_done_live_and_its_log(make_grid, si
     board.shot("task")
 
 
-def test_it_cancels_a_running_task_from_its_page(make_grid, sign_in, tmp_path):
+def test_it_tails_a_running_tasks_log_and_cancels_it_from_its_page(make_grid, sign_in, tmp_path):
     grid = make_grid()
     grid.foreman("node-a")
-    key = submit(grid, tmp_path, "long", ["sleep", "300"])
+    script = "echo first line; sleep 300"
+    key = submit(grid, tmp_path, "long", ["sh", "-c", script], stdout="out.txt")
     grid.wait_state(key, {TaskState.RUNNING})
     board = sign_in(grid.server, "alice")
     page = board.open(f"/board/tasks/{key}/")
     expect(page.locator("#task-state")).to_have_text("running")
+    # Printed by the task while it still runs: the node streamed it, the page's poll shows it.
+    expect(page.locator("#log-stdout")).to_have_text("first line\n")
     board.shot("running")
     page.click("#cancel")
     expect(page.locator("#task-state")).to_have_text("cancelled")
+    expect(page.locator("#log-stdout")).to_have_text("first line\n")
     expect(page.locator("#cancel")).to_have_count(0)
     expect(page.locator("#retry")).to_be_visible()
     expect(page.locator("#rejudge")).to_be_visible()

@@ -81,7 +81,7 @@ class LiveServer:
                 raise AssertionError(f"the server exited:\n{log.read_text()}")
             try:
                 return requests.get(self.url + "/api/v1/auth/me/", timeout=5).status_code == 401
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or a busy machine
                 return False
 
         wait_for(up, "the server to answer")

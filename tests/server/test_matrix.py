@@ -250,6 +250,7 @@ ROWS = {
         "GET", lambda w: f"batches/{w.batch}/deliveries/", tasks_of(200, 404, 403, 200, 200)
     ),
     "why": Row("GET", lambda w: f"tasks/{w.queued}/why/", tasks_of(200, 404, 403, 200, 200)),
+    "task log": Row("GET", lambda w: f"tasks/{w.leased}/log/", tasks_of(200, 404, 403, 200, 200)),
     "batch": Row("GET", lambda w: f"batches/{w.batch}/", tasks_of(200, 404, 403, 200, 200)),
     "batch list": Row("GET", lambda w: "batches/", tasks_of(200, 200, 403, 200, 200)),
     "batch open": Row(
@@ -369,6 +370,13 @@ ROWS = {
         lease_row(200),
         body=lambda w, c: {"error": "docker is down", "retry": False},
         changes=True,
+        keeps=lambda w: (w.leased, "assigned"),
+    ),
+    "log append": Row(
+        "POST",
+        lambda w: f"leases/{w.lease}/log/",
+        lease_row(200),
+        body=lambda w, c: {"stream": "stdout", "offset": 0, "data": "aGkK"},
         keeps=lambda w: (w.leased, "assigned"),
     ),
     "release": Row(

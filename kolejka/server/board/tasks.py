@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from kolejka.common import Status
-from kolejka.server.grid import blobs, blobstore, listing, pending, transitions
+from kolejka.server.grid import blobs, blobstore, listing, logs, pending, transitions
 from kolejka.server.grid.errors import Invalid, NotFound
 from kolejka.server.grid.models import Lease, State, Task
 from kolejka.server.grid.permissions import may_change
@@ -124,27 +124,31 @@ def columns_fragment(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _log(task: Task) -> list[dict[str, str]]:
-    """The task's stdout and stderr files, by name and reference, once it has a result."""
-    result, spec = task.result or {}, task.spec or {}
-    files = result.get("files") or {}
+def _log(task: Task) -> list[dict[str, Any]]:
+    """The task's stdout and stderr as `logs.read` knows them (the result's files once it is
+    done, what its node streamed while it runs): each stream's name, size and whether it was
+    cut, not its bytes, so that a poll sees the log grow without reading it."""
     found = []
     for stream in ("stdout", "stderr"):
-        name = result.get(stream) or spec.get(stream) or f"{stream}.txt"
-        reference = (files.get(name) or {}).get("reference")
-        if reference:
-            found.append({"stream": stream, "name": name, "reference": reference})
+        known = logs.read(task, stream, 0, 0)
+        if known.size or known.attempt is not None:
+            name = (task.result or {}).get(stream) or (task.spec or {}).get(stream)
+            found.append(
+                {
+                    "stream": stream,
+                    "name": name,
+                    "size": known.size,
+                    "truncated": known.truncated,
+                    "attempt": known.attempt,
+                }
+            )
     return found
 
 
-def _read(reference: str) -> tuple[str, bool]:
-    """The first `LOG_SHOWN` bytes of a blob as text, and whether there is more."""
-    content = blobstore.backend().open(reference)
-    if content is None:
-        return "(the file is gone from the blob store)", False
-    with content:
-        head = content.read(LOG_SHOWN + 1)
-    return head[:LOG_SHOWN].decode("utf-8", "replace"), len(head) > LOG_SHOWN
+def _read(task: Task, stream: str) -> tuple[str, bool]:
+    """The first `LOG_SHOWN` bytes of the task's `stream` as text, and whether there is more."""
+    head = logs.read(task, stream, 0, LOG_SHOWN + 1)
+    return head.data[:LOG_SHOWN].decode("utf-8", "replace"), head.size > LOG_SHOWN
 
 
 def task_data(task: Task) -> dict[str, Any]:
@@ -188,7 +192,7 @@ def _rendered(request: HttpRequest, task: Task, data: dict[str, Any]) -> dict[st
     context = {
         "task": task,
         "final": State(task.state).final,
-        "log_text": [(entry, *_read(entry["reference"])) for entry in data["log"]],
+        "log_text": [(entry, *_read(task, entry["stream"])) for entry in data["log"]],
     }
     if may_change(user, task.owner_id):
         final = State(task.state).final

@@ -51,11 +51,13 @@ class DiskStore:
     def has(self, reference: str) -> bool:
         return self.path_of(reference).is_file()
 
-    def open(self, reference: str) -> BinaryIO | None:
+    def open(self, reference: str, start: int = 0) -> BinaryIO | None:
         try:
-            return open(self.path_of(reference), "rb")
+            content = open(self.path_of(reference), "rb")  # noqa: SIM115 (the caller closes it)
         except FileNotFoundError:
             return None
+        content.seek(start)
+        return content
 
     def trash(self, reference: str) -> Trashed | None:
         # In tmp/, so that `sweep` removes it if this process dies before `discard`.

@@ -123,10 +123,16 @@ class S3Store:
                 raise
         return True
 
-    def open(self, reference: str) -> BinaryIO | None:
+    def open(self, reference: str, start: int = 0) -> BinaryIO | None:
         with _answering():
             try:
-                answer = self.client.get_object(Bucket=self.bucket, Key=self.key(reference))
+                key = self.key(reference)
+                # No range from 0: S3 refuses any range of an empty object (416).
+                answer = (
+                    self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-")
+                    if start
+                    else self.client.get_object(Bucket=self.bucket, Key=key)
+                )
             except ClientError as error:
                 if _missing(error):
                     return None

@@ -61,8 +61,9 @@ class BlobStore(Protocol):
 
     def has(self, reference: str) -> bool: ...
 
-    def open(self, reference: str) -> BinaryIO | None:
-        """The content, to read as a stream (the caller closes it); `None` if it is missing."""
+    def open(self, reference: str, start: int = 0) -> BinaryIO | None:
+        """The content from byte `start` on, to read as a stream (the caller closes it); `None`
+        if it is missing."""
 
     def trash(self, reference: str) -> Trashed | None:
         """Move the content away from its name; `None` if it is missing. An upload of the same

@@ -4,6 +4,8 @@ by `kolejka.common`, whose errors name the field."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
@@ -52,6 +54,32 @@ class StrictIntegerField(serializers.IntegerField):
         if isinstance(data, bool) or not isinstance(data, int):
             raise serializers.ValidationError(f"must be a whole number (got {_shown(data)})")
         return int(super().to_internal_value(data))
+
+
+@extend_schema_field({"type": "string", "format": "byte"})
+class Base64Field(serializers.Field):  # type: ignore[type-arg]
+    """Bytes as a JSON string of base64, at most `max_bytes` of them once decoded."""
+
+    def __init__(self, *, max_bytes: int, **kwargs: Any) -> None:
+        self.max_bytes = max_bytes
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> bytes:
+        if not isinstance(data, str):
+            raise serializers.ValidationError(f"must be a string of base64 (got {_shown(data)})")
+        too_long = serializers.ValidationError(f"must be at most {self.max_bytes} bytes")
+        if len(data) > (self.max_bytes + 2) // 3 * 4:
+            raise too_long  # before decoding it
+        try:
+            decoded = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise serializers.ValidationError("must be base64 (RFC 4648, with padding)") from None
+        if len(decoded) > self.max_bytes:
+            raise too_long
+        return decoded
+
+    def to_representation(self, value: bytes) -> str:
+        return base64.b64encode(value).decode("ascii")
 
 
 class WaitField(serializers.FloatField):

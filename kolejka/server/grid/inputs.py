@@ -17,6 +17,7 @@ from kolejka.common.blobs import is_reference
 from kolejka.common.notify import BATCH_EVENTS, Notify, parse_notify
 
 from .fields import (
+    Base64Field,
     DocumentSerializer,
     SpecField,
     StrictBooleanField,
@@ -26,6 +27,8 @@ from .fields import (
     WaitField,
     spec_message,
 )
+from .logs import MAX_CHUNK, MAX_READ
+from .models import LogStream
 
 MAX_BATCH = 1000
 MAX_PRIORITY = 2**31 - 1
@@ -297,6 +300,23 @@ class ResultRequest(DocumentSerializer[Result]):
     parse = Result.from_dict
 
 
+class LogAppendRequest(StrictSerializer):
+    stream = serializers.ChoiceField(choices=LogStream.choices)
+    offset = StrictIntegerField(
+        min_value=0,
+        max_value=2**62,
+        help_text="where `data` starts in the stream: the end the last answer gave (a chunk "
+        "sent again is not stored twice)",
+    )
+    # A field named as DRF's `Serializer.data`: the metaclass takes it out of the class.
+    data = Base64Field(  # type: ignore[assignment]
+        max_bytes=MAX_CHUNK, help_text="the bytes, base64; at most 64 KiB"
+    )
+    truncated = StrictBooleanField(
+        required=False, default=False, help_text="the node's output cap ends the stream here"
+    )
+
+
 def _original_task(data: object) -> TaskSpec:
     """A task as the original's client sends it: the server names the task, so the `id` it may
     carry is dropped (as the original's server did), and so is the `path` the client keeps
@@ -363,6 +383,34 @@ class ResultWaitQuery(StrictSerializer):
     wait = WaitField(
         help_text="long-poll: seconds to wait for the task to finish; the server cuts it to its "
         "maximum (the Kolejka-Max-Wait header)"
+    )
+
+
+class LogQuery(StrictSerializer):
+    stream = serializers.ChoiceField(
+        choices=LogStream.choices,
+        required=False,
+        allow_blank=True,
+        default=LogStream.STDOUT,
+        help_text="stdout (also when empty) or stderr",
+    )
+
+    def validate_stream(self, value: str) -> str:
+        return value or LogStream.STDOUT
+
+    offset = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=2**62, help_text="the first byte wanted"
+    )
+    limit = serializers.IntegerField(
+        required=False,
+        default=MAX_CHUNK,
+        min_value=1,
+        max_value=MAX_READ,
+        help_text="at most this many bytes",
+    )
+    wait = WaitField(
+        help_text="long-poll: seconds to wait for output past `offset` (or the task's end) "
+        "when there is none yet; the server cuts it to its maximum (the Kolejka-Max-Wait header)"
     )
 
 

@@ -20,7 +20,18 @@ from kolejka.common import Result
 
 from . import blobs, deliver, dependencies, notify, policies, schedules, transitions, wakeup
 from .errors import Conflict, Invalid, LeaseLost, NotFound
-from .models import ACTIVE, Lease, Node, Outcome, State, Task, TaskFile, User, Wakeup
+from .models import (
+    ACTIVE,
+    Lease,
+    LogChunk,
+    Node,
+    Outcome,
+    State,
+    Task,
+    TaskFile,
+    User,
+    Wakeup,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +56,7 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-def _current(lease: Lease, now: datetime) -> int:
+def current_task(lease: Lease, now: datetime) -> int:
     """The id of `lease`'s task; `LeaseLost` unless the lease may still move it."""
     if lease.outcome == Outcome.DONE:
         raise Conflict("a result for this lease was already accepted")
@@ -109,7 +120,7 @@ def accept_result(lease: Lease, user: User, result: Result) -> Task:
     now = timezone.now()
     with transaction.atomic():
         current = transitions.locked(Lease.objects.filter(id=lease.id)).get()
-        task_id = _current(current, now)
+        task_id = current_task(current, now)
         # Exactly once: only the task still pointing at this lease, still active, moves (to
         # done, or back to the queue by its retry policy), under its row lock.
         # Loser (a second result, a reaper or a cancel that came first): nothing moves, 409.
@@ -124,6 +135,9 @@ def accept_result(lease: Lease, user: User, result: Result) -> Task:
             TaskFile(task_id=task_id, blob_id=reference, name=name, output=True)
             for name, reference in references.items()
         )
+        # The result's files hold the attempt's whole output now (`logs.read`, and the
+        # attempt a retry policy keeps in `history`): the streamed copy goes.
+        LogChunk.objects.filter(task_id=task_id).delete()
         if policies.rerun(task, result, now):
             return _loaded(task_id)
         Task.objects.filter(pk=task_id).update(
@@ -151,7 +165,7 @@ def _ending(lease: Lease, outcome: str, lost: str) -> Iterator[tuple[Task, datet
     now = timezone.now()
     with transaction.atomic():
         current = transitions.locked(Lease.objects.filter(id=lease.id)).get()
-        task_id = _current(current, now)
+        task_id = current_task(current, now)
         task = transitions.locked(
             Task.objects.filter(id=task_id, lease_id=current.id, state__in=ACTIVE)
         ).first()

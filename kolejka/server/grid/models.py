@@ -320,6 +320,36 @@ class Lease(models.Model):
         )
 
 
+class LogStream(models.TextChoices):
+    STDOUT = "stdout"
+    STDERR = "stderr"
+
+
+class LogChunk(models.Model):
+    """A piece of a running task's stdout or stderr, as its node streamed it (`logs.py`):
+    `data` at byte `offset` of the stream of the attempt under `lease`. Kept with the task (a
+    cancelled, failed or lost attempt's partial output) until its result is accepted, whose
+    files then hold the whole output."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="+")
+    # Not a foreign key: the chunks of a lease outlive its node's removal.
+    lease = models.UUIDField()
+    stream = models.CharField(max_length=8, choices=LogStream.choices)
+    offset = models.BigIntegerField()
+    data = models.BinaryField()
+    # The node's output cap (or the server's) cut the stream at the end of this chunk.
+    truncated = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = (
+            # A stream's bytes once each: a chunk sent again (a lost answer) is not stored twice;
+            # reads walk it in offset order from the one holding the offset asked for.
+            models.UniqueConstraint(
+                fields=["task", "lease", "stream", "offset"], name="log_chunk_once"
+            ),
+        )
+
+
 class Backlog(models.Model):
     """How many tasks `owner` has queued at `priority`: the claim's list of queues to visit,
     kept in the same transactions that move tasks in and out of ``queued``."""

@@ -1,7 +1,7 @@
 """The long-polls of the API: a claim waiting for a task, a client waiting for its task to move
-on or to finish. Each waits through `wakeup.long_poll` up to the wait the request asked for (the
-serializers cut it to ``KOLEJKA_MAX_WAIT``). The views only call these, so that making the
-long-polls asynchronous is a change of this module and `wakeup`."""
+on, to finish or to print more. Each waits through `wakeup.long_poll` up to the wait the request
+asked for (the serializers cut it to ``KOLEJKA_MAX_WAIT``). The views only call these, so that
+making the long-polls asynchronous is a change of this module and `wakeup`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from kolejka.common import Capacity
 
-from . import claims, leases, metrics, wakeup
+from . import claims, leases, logs, metrics, wakeup
 from .models import FINISHED, Node, Task
 
 
@@ -54,3 +54,25 @@ def finished(tasks: QuerySet[Task], task: Task, wait: float) -> Task:
         lambda: tasks.filter(pk=task.pk, state__in=FINISHED).first(),
     )
     return found or task
+
+
+def log(
+    tasks: QuerySet[Task], task: Task, stream: str, offset: int, limit: int, wait: float
+) -> logs.LogPart:
+    """`task`'s `stream` from `offset`, at most `limit` bytes (`logs.read`), once there are
+    some, or the task is final, or its attempt changed; as it is after `wait` seconds otherwise.
+    An offset past what is known (an earlier attempt's) answers at once."""
+    part = logs.read(task, stream, offset, limit)
+    if not wait or part.data or part.complete or offset > part.size:
+        return part
+
+    def news() -> logs.LogPart | None:
+        fresh = tasks.filter(pk=task.pk).first()
+        if fresh is None:
+            return part
+        found = logs.read(fresh, stream, offset, limit)
+        changed = found.data or found.complete or found.started != part.started
+        return found if changed else None
+
+    topics = [wakeup.log_topic(task.pk), wakeup.task_topic(task.pk)]
+    return wakeup.long_poll(topics, wait, news) or part

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from django.conf import settings
@@ -11,7 +12,9 @@ from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from . import nodes, pending
-from .models import Delivery, Image, Lease, Node, State, Task, User
+from .fields import Base64Field
+from .logs import MAX_READ, LogPart
+from .models import Delivery, Image, Lease, LogStream, Node, State, Task, User
 
 
 class TaskSerializer(serializers.Serializer[Any]):
@@ -350,6 +353,50 @@ class ClaimSerializer(serializers.Serializer[Any]):
 class HeartbeatSerializer(serializers.Serializer[Any]):
     expires = serializers.DateTimeField()
     cancel = serializers.BooleanField()
+
+
+class LogAppendedSerializer(serializers.Serializer[Any]):
+    next = serializers.IntegerField(help_text="the stream's end: where its next chunk starts")
+
+
+class LogSerializer(serializers.Serializer[Any]):
+    """A piece of a task's log (`logs.LogPart`)."""
+
+    stream = serializers.ChoiceField(choices=LogStream.choices)
+    attempt = serializers.IntegerField(allow_null=True, help_text="the attempt the log is of")
+    started = serializers.DateTimeField(
+        allow_null=True,
+        help_text="when that attempt began: a new one (also of the same number, after a hand-back) "
+        "starts the stream again at offset 0",
+    )
+    offset = serializers.IntegerField()
+    next = serializers.IntegerField(help_text="the offset to read from next")
+    size = serializers.IntegerField(help_text="the bytes of the stream known so far")
+    # A field named as DRF's `Serializer.data`: the metaclass takes it out of the class.
+    data = Base64Field(  # type: ignore[assignment]
+        max_bytes=MAX_READ, help_text="the bytes from `offset`, base64"
+    )
+    complete = serializers.BooleanField(
+        help_text="the task is final: nothing comes past `size` (a cancelled task's node may "
+        "still send its last lines a moment later)"
+    )
+    truncated = serializers.BooleanField(
+        help_text="the stream reached an output cap; what followed was not kept"
+    )
+
+
+def log_resource(part: LogPart) -> dict[str, Any]:
+    return {
+        "stream": part.stream,
+        "attempt": part.attempt,
+        "started": part.started,
+        "offset": part.offset,
+        "next": part.next,
+        "size": part.size,
+        "data": base64.b64encode(part.data).decode("ascii"),
+        "complete": part.complete,
+        "truncated": part.truncated,
+    }
 
 
 class ImageSerializer(serializers.ModelSerializer[Image]):

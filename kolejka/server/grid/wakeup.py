@@ -35,6 +35,12 @@ def task_topic(task_id: int) -> str:
     return f"task:{task_id}"
 
 
+def log_topic(task_id: int) -> str:
+    """New output of the task (`logs.append`): apart from `task_topic`, so that each chunk
+    does not wake the waiters for the task's end."""
+    return f"log:{task_id}"
+
+
 class Hub:
     """The waiters of this process, by topic; one background thread feeds it from the database."""
 

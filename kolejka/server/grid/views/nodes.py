@@ -14,13 +14,14 @@ from rest_framework.response import Response
 
 from kolejka.common import Capacity, Limits
 
-from .. import health, leases, listing, metrics, nodes, polls
+from .. import health, leases, listing, logs, metrics, nodes, polls
 from ..inputs import (
     ClaimRequest,
     DrainRequest,
     FailRequest,
     HealthRequest,
     HeartbeatRequest,
+    LogAppendRequest,
     NodeRequest,
     ResultRequest,
     node_name,
@@ -31,6 +32,7 @@ from ..serializers import (
     ClaimSerializer,
     HeartbeatSerializer,
     LeaseSerializer,
+    LogAppendedSerializer,
     NodePageSerializer,
     NodeSerializer,
     TaskSerializer,
@@ -130,6 +132,7 @@ class LeaseViewSet(GridViewSet):
         "result": FOREMEN,
         "fail": FOREMEN,
         "release": FOREMEN,
+        "log": FOREMEN,
     }
 
     def get_object(self) -> Lease:
@@ -163,3 +166,13 @@ class LeaseViewSet(GridViewSet):
     @action(detail=True, methods=["post"])
     def release(self, request: Request, lease_id: str) -> Response:
         return Response(task_resource(leases.release(self.get_object())))
+
+    @extend_schema(request=LogAppendRequest, responses=LogAppendedSerializer)
+    @action(detail=True, methods=["post"])
+    def log(self, request: Request, lease_id: str) -> Response:
+        """Append a chunk of the running task's stdout or stderr (`logs.append`)."""
+        data = self.body(LogAppendRequest)
+        end = logs.append(
+            self.get_object(), data["stream"], data["offset"], data["data"], data["truncated"]
+        )
+        return Response({"next": end})

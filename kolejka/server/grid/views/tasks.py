@@ -21,6 +21,7 @@ from ..inputs import (
     BatchPageRequest,
     BatchRerunRequest,
     BatchSubmitRequest,
+    LogQuery,
     RankRequest,
     RejudgeRequest,
     ResultWaitQuery,
@@ -38,10 +39,12 @@ from ..serializers import (
     BatchSummarySerializer,
     ChangedSerializer,
     DeliverySerializer,
+    LogSerializer,
     TaskPageSerializer,
     TaskSerializer,
     WhySerializer,
     delivery_log,
+    log_resource,
     task_resource,
     why_resource,
 )
@@ -79,6 +82,7 @@ class TaskViewSet(GridViewSet):
         "retrieve": READERS,
         "result": READERS,
         "why": READERS,
+        "log": READERS,
         "destroy": SUBMITTERS,
         "cancel": SUBMITTERS,
         "retry": SUBMITTERS,
@@ -180,6 +184,22 @@ class TaskViewSet(GridViewSet):
     @action(detail=True, methods=["get"])
     def why(self, request: Request, key: str) -> Response:
         return Response(why_resource(pending.explain(self.get_object())))
+
+    @extend_schema(parameters=[LogQuery], responses=LogSerializer)
+    @action(detail=True, methods=["get"])
+    def log(self, request: Request, key: str) -> Response:
+        """What the task printed on `stream` from `offset`: while it runs, as its node sends
+        it; after the end, its result's file (or, cancelled or failed, what was sent)."""
+        query = self.query(LogQuery)
+        part = polls.log(
+            self.get_queryset(),
+            self.get_object(),
+            query["stream"],
+            query["offset"],
+            query["limit"],
+            query["wait"],
+        )
+        return Response(log_resource(part))
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, key: str) -> Response:
