@@ -52,6 +52,7 @@ def test_it_tails_a_running_tasks_log_and_cancels_it_from_its_page(make_grid, si
     expect(page.locator("#task-state")).to_have_text("running")
     # Printed by the task while it still runs: the node streamed it, the page's poll shows it.
     expect(page.locator("#log-stdout")).to_have_text("first line\n")
+    expect(page.locator("body")).not_to_contain_text("{#")  # no template text leaks
     board.shot("running")
     page.click("#cancel")
     expect(page.locator("#task-state")).to_have_text("cancelled")
