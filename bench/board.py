@@ -24,7 +24,7 @@ import time
 import psutil
 import requests
 from _servers import BACKENDS, Server, percentile, servers
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from tests.server.flows import claim, finish, register, submit
 from tests.server.harness import PASSWORD
@@ -67,9 +67,8 @@ def finish_one(server: Server) -> str:
     return str(key)
 
 
-def latency(server: Server, browser: Browser, samples: int, period: float) -> dict[str, float]:
-    """Milliseconds from a result's acceptance (its POST answered) to the task's card in the
-    Done column of a board's DOM in Chromium."""
+def page_signed_in(server: Server, browser: Browser) -> tuple[BrowserContext, Page]:
+    """A browser context of its own with alice signed in, on her board."""
     context = browser.new_context()
     page = context.new_page()
     page.goto(server.url + "/board/login/")
@@ -77,6 +76,13 @@ def latency(server: Server, browser: Browser, samples: int, period: float) -> di
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(server.url + "/board/")
+    return context, page
+
+
+def latency(server: Server, browser: Browser, samples: int, period: float) -> dict[str, float]:
+    """Milliseconds from a result's acceptance (its POST answered) to the task's card in the
+    Done column of a board's DOM in Chromium."""
+    context, page = page_signed_in(server, browser)
     seen, posts = [], []
     fred = server.api("fred")
     for _ in range(samples):
@@ -162,13 +168,7 @@ def load(
             assert ready.acquire(timeout=600), "a board did not open in 10 minutes"
     else:
         for _ in range(boards):
-            context = browser.new_context()
-            page = context.new_page()
-            page.goto(server.url + "/board/login/")
-            page.fill("input[name=username]", "alice")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(server.url + "/board/")
+            context, _ = page_signed_in(server, browser)
             contexts.append(context)
     time.sleep(2 * period)  # every board polls by now
     times.clear()

@@ -59,16 +59,21 @@ def read_line(process: subprocess.Popen[bytes], deadline: float = 120) -> bytes:
     return process.stdout.readline()
 
 
-def test_it_shows_a_line_in_task_log_f_while_the_task_runs_and_ends_with_it(make_grid, tmp_path):
-    grid = make_grid()
-    grid.foreman("node-a", slots=1)
-    key = submit(grid, tmp_path / "t", WAITS)
-    follower = subprocess.Popen(
+def follow(grid, key: str) -> subprocess.Popen[bytes]:
+    """``kolejka-client task log KEY -f`` as a process, its output piped."""
+    return subprocess.Popen(
         [str(BIN / "kolejka-client"), "task", "log", key, "-f"],
         env=grid.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def test_it_shows_a_line_in_task_log_f_while_the_task_runs_and_ends_with_it(make_grid, tmp_path):
+    grid = make_grid()
+    grid.foreman("node-a", slots=1)
+    key = submit(grid, tmp_path / "t", WAITS)
+    follower = follow(grid, key)
     try:
         assert read_line(follower) == b"one\n"
         # The task is still waiting for `go`: the line came while it ran.
@@ -136,12 +141,7 @@ def test_it_exits_quietly_on_ctrl_c_while_following(make_grid, tmp_path):
     grid = make_grid()
     grid.foreman("node-a", slots=1)
     key = submit(grid, tmp_path / "t", WAITS)
-    follower = subprocess.Popen(
-        [str(BIN / "kolejka-client"), "task", "log", key, "-f"],
-        env=grid.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    follower = follow(grid, key)
     try:
         assert read_line(follower) == b"one\n"
         follower.send_signal(2)  # SIGINT, as Ctrl-C
