@@ -45,6 +45,9 @@ RUNTIME_MEMORY = 32 * 2**20
 
 WAIT_POLL = 0.005  # until the container's first process appears (runc then lives >100 ms)
 START_POLL = 0.001  # while the runtime's init runs: bounds the error of the CPU baseline
+# The memory peak is reset at the start only if the start was seen this soon after the last look
+# that found the runtime alone: later, the program may already have used and freed memory.
+START_RESET_WITHIN = 0.005
 RUN_POLL_MIN = 0.001
 RUN_POLL_MAX = 0.1
 
@@ -260,6 +263,7 @@ class Session:
         baseline = _Cpu(*self.cgroup.cpu_times())
         init: tuple[int, tuple[int, int]] | None = None
         ended = False
+        seen_at = time.monotonic()
         while not self._expired() and not self._closing():
             cpu = _Cpu(*self.cgroup.cpu_times())
             if init is not None:
@@ -282,11 +286,14 @@ class Session:
                         with contextlib.suppress(FileNotFoundError):
                             init = (pid, _exe(pid))
             baseline = cpu
+            seen_at = time.monotonic()
             time.sleep(START_POLL)
         if not self._closing():
-            self._program_started(baseline, init[0] if init else None, ended)
+            self._program_started(baseline, init[0] if init else None, ended, seen_at)
 
-    def _program_started(self, baseline: _Cpu, pid: int | None, ended: bool) -> None:
+    def _program_started(
+        self, baseline: _Cpu, pid: int | None, ended: bool, seen_at: float
+    ) -> None:
         with self._lock:
             if self._state is not State.WAITING:
                 return
@@ -297,9 +304,10 @@ class Session:
         if self.container:
             self._runtime_pids = self.cgroup.counters().pids_peak or 0
             self._apply_task_limits()
-            # A program that ended before a starved watcher saw it start keeps the runtime's
-            # share: a reset now would discard what it used, and a figure is never below the truth.
-            if not ended and self._ended is None:
+            # A program a starved watcher saw start late (or end) keeps the runtime's share: a
+            # reset now could discard what it used, and a figure is never below the truth.
+            on_time = time.monotonic() - seen_at <= START_RESET_WITHIN
+            if on_time and not ended and self._ended is None:
                 self.cgroup.reset_memory_peak()
         # After the limits, which must come as soon as can be; `_percpu` scales the per-CPU
         # figures to the total, whose baseline is exact.

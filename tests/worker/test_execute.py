@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import time
+from pathlib import Path
 
 import docker
 import pytest
@@ -272,6 +273,36 @@ def test_it_never_reports_less_memory_than_the_program_used_when_its_watcher_is_
 
     monkeypatch.setattr(sessions, "_exe", late)
     outcome = run(args=["kolejka-probe", "mem", "8"], limits={"time": "20s", "memory": "64M"})
+    assert outcome.status is Status.OK
+    assert (outcome.result.stats.memory.max_usage or 0) >= 8 * 2**20
+
+
+def test_it_keeps_the_peak_of_a_child_that_ended_before_a_late_watcher_saw_the_start(
+    run, monkeypatch
+):
+    # The watcher sees the shell started only once its child, which touched 8 MiB, has ended:
+    # the shell still runs, and resetting the peak then would report the shell's memory alone.
+    from kolejka.observer import sessions
+
+    exe, seen = sessions._exe, set()
+
+    def late(pid: int) -> tuple[int, int]:
+        if pid in seen:
+            children = Path(f"/proc/{pid}/task/{pid}/children")
+            had_child = False
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                now = children.read_text().split()  # raises if the shell has ended
+                had_child = had_child or bool(now)
+                if had_child and not now:
+                    break
+        seen.add(pid)
+        return exe(pid)
+
+    monkeypatch.setattr(sessions, "_exe", late)
+    outcome = run(
+        args=["sh", "-c", "kolejka-probe mem 8; sleep 1"], limits={"time": "20s", "memory": "64M"}
+    )
     assert outcome.status is Status.OK
     assert (outcome.result.stats.memory.max_usage or 0) >= 8 * 2**20
 
