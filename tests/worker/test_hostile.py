@@ -7,6 +7,7 @@ import os
 import threading
 
 from kolejka.common import Status
+from kolejka.observer.sessions import RUNTIME_PIDS
 
 from .helpers import Runner, process_exists
 
@@ -31,7 +32,10 @@ def test_it_holds_a_shell_fork_bomb_with_a_small_pids_limit(run):
         limits={"pids": 8, "time": "1s"},
     )
     assert outcome.status is Status.TIME_LIMIT
-    assert (outcome.result.stats.pids.max_usage or 0) <= 8
+    pids = outcome.result.stats.pids
+    # Until the watcher sees the program start, the runtime's headroom holds (docs/observer.md):
+    # on a loaded machine the bomb may fill it before the task's limit of 8 drops in.
+    assert pids.failures and pids.max_usage is not None and pids.max_usage <= RUNTIME_PIDS
     run.assert_still_works()
 
 
