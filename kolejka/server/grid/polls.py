@@ -14,6 +14,7 @@ from kolejka.common import Capacity, Demand, Limits
 from kolejka.common import Task as TaskSpec
 
 from . import claims, leases, logs, metrics, wakeup
+from .hub import Fits
 from .models import FINISHED, Node, Task
 
 
@@ -36,7 +37,7 @@ def claim(node: Node, free: Capacity, idle: bool, wait: float) -> claims.Claimed
     return wakeup.long_poll([wakeup.node_topic(node.pk)], wait, attempt, fitting(node, free, idle))
 
 
-def fitting(node: Node, free: Capacity, idle: bool) -> wakeup.Fits:
+def fitting(node: Node, free: Capacity, idle: bool) -> Fits:
     """Whether a queued task may start on `node` with `free` now: what wakes its claim. Looser
     than the claim (a drained node, reservations and tasks ahead are not read); a claim woken for
     a task it does not take passes it on."""

@@ -77,8 +77,8 @@ class Command(BaseCommand):
             "--threads",
             type=int,
             default=django_settings.POLL_THREADS,
-            help="threads of each process that run the long-polls' checks: how many run at once "
-            "(KOLEJKA_THREADS, default half the database pool)",
+            help="threads of each process that run the long-polls' checks: how many run at once, "
+            "at most the database pool (KOLEJKA_THREADS, default half the database pool)",
         )
         parser.add_argument(
             "--access-log", action="store_true", help="log every request to standard error"
@@ -94,7 +94,12 @@ class Command(BaseCommand):
         if options["workers"] < 1 or options["threads"] < 1:
             raise CommandError("--workers and --threads must be at least 1")
         self._budget(options["workers"])
-        django_settings.POLL_THREADS = options["threads"]
+        # A check holds a connection of the pool: more threads than connections would only
+        # queue in the pool (up to KOLEJKA_DB_WAIT) instead of answering 503 at once.
+        threads = options["threads"]
+        if "postgresql" in str(django_settings.DATABASES["default"]["ENGINE"]):
+            threads = min(threads, django_settings.DB_POOL_SIZE)
+        django_settings.POLL_THREADS = threads
         settings = {
             "bind": [options["bind"]],
             "workers": options["workers"],
