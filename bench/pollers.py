@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +36,13 @@ TIMEOUT = 60  # the foreman's own request timeout
 DEFAULTS = {"KOLEJKA_DB_POOL_SIZE": "16", "KOLEJKA_MAX_WAIT": "60s"}
 
 
+class Busy(Exception):
+    """503: the server had no thread free for the check; `wait` is its ``Retry-After``."""
+
+    def __init__(self, wait: float) -> None:
+        self.wait = wait
+
+
 class Grid:
     """The simulated foremen of one round: each registers its node, then claims with a
     long-poll until `stop`, reporting the result of each task it gets at once."""
@@ -44,9 +52,11 @@ class Grid:
         self.session = session
         self.fred = {"Authorization": f"Token {server.tokens['fred']}"}
         self.bob = {"Authorization": f"Token {server.tokens['bob']}"}
+        self.ada = server.tokens["ada"]
         self.got: dict[str, float] = {}
         self.arrived = asyncio.Condition()
         self.failures = 0
+        self.busy = 0
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -54,6 +64,8 @@ class Grid:
         async with self.session.request(
             method, f"{self.api}/{path}", json=body or None, headers=headers
         ) as answer:
+            if answer.status == 503:
+                raise Busy(float(answer.headers.get("Retry-After", "1")))
             if answer.status >= 300:
                 raise RuntimeError(f"{method} {path}: {answer.status} {await answer.text()}")
             return await answer.json()
@@ -75,6 +87,10 @@ class Grid:
                 claim = await self.call(
                     "POST", f"nodes/{name}/claim/", self.fred, wait=WAIT, free=FREE
                 )
+            except Busy as busy:
+                self.busy += 1
+                await asyncio.sleep(busy.wait)  # as the foreman does, not a synchronisation
+                continue
             except (aiohttp.ClientError, TimeoutError, RuntimeError):
                 self.failures += 1
                 await asyncio.sleep(1)  # a failed poll's back-off, not a synchronisation
@@ -133,10 +149,20 @@ def database_connections(database: str) -> int:
     return int(row[0])
 
 
-async def until_held(processes: list[psutil.Process], port: int, count: int) -> None:
-    end = time.monotonic() + 60
-    while held_connections(processes, port) < count and time.monotonic() < end:
-        await asyncio.sleep(0.1)
+async def until_waiting(grid: Grid, count: int) -> None:
+    """Until `count` polls wait on the server (its metric), or 120 s."""
+    ada = {"Authorization": f"Token {grid.ada}"}
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        async with grid.session.get(
+            grid.api.removesuffix("/api/v1") + "/metrics", headers=ada
+        ) as answer:
+            found = re.search(
+                r'^kolejka_polls\{doing="waiting"\} (\S+)$', await answer.text(), re.M
+            )
+        if found and float(found.group(1)) >= count:
+            return
+        await asyncio.sleep(0.2)
 
 
 def session() -> aiohttp.ClientSession:
@@ -156,7 +182,9 @@ async def idle_round(
             grid = Grid(server, client)
             await grid.start("idle", count)
             processes = tree(server.pid or 0)
-            await until_held(processes, port, count)
+            started = time.perf_counter()
+            await until_waiting(grid, count)
+            settled = time.perf_counter() - started
             held = held_connections(processes, port)
             before = cpu_seconds(processes)
             await asyncio.sleep(10)  # the measured idle period itself, not a synchronisation
@@ -186,6 +214,8 @@ async def idle_round(
                 "get_me_ms_max": round(max(me_ms), 1),
                 "pickup_ms_p50": round(percentile(pickups, 0.5), 1),
                 "pickup_ms_p99": round(percentile(pickups, 0.99), 1),
+                "seconds_until_all_wait": round(settled, 1),
+                "busy_503_answers": grid.busy,
                 "failed_polls": grid.failures,
             }
 
