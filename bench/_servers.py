@@ -1,5 +1,5 @@
 """Production servers for the server benchmarks: the test harness's `kolejka-server serve`
-(gunicorn, threaded workers) on a fresh SQLite or PostgreSQL database."""
+(gunicorn, ASGI workers) on a fresh SQLite or PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ BACKENDS = ("sqlite", "postgres")
 
 @contextmanager
 def servers(backends: tuple[str, ...], **settings: str) -> Iterator[dict[str, Server]]:
-    """One server per backend, with the threads a grid of 32 foremen needs."""
+    """One server per backend, of two processes."""
     if "postgres" in backends:
         os.environ.setdefault(
             "KOLEJKA_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres"
@@ -34,7 +34,6 @@ def servers(backends: tuple[str, ...], **settings: str) -> Iterator[dict[str, Se
                     templates[backend],
                     Path(root) / f"data-{backend}",
                     workers=2,
-                    threads=64,
                     **settings,
                 )
                 running[backend] = context.__enter__()

@@ -346,6 +346,10 @@ SCHEDULE_GRACE = env_seconds("KOLEJKA_SCHEDULE_GRACE", "1min")
 # How often a sleeping long-poll looks at the database even without a wake-up (a safety net
 # for lost notifications and for leases that expire while nobody calls in).
 POLL_INTERVAL = env_seconds("KOLEJKA_POLL_INTERVAL", "1s")
+# Threads of each server process that run the long-polls' views (grid/views/waiting.py): how
+# many of their checks run at once; a poll that finds none free within KOLEJKA_BUSY_WAIT is a 503.
+POLL_THREADS = env_int("KOLEJKA_THREADS", max(1, DB_POOL_SIZE // 2), minimum=1)
+BUSY_WAIT = env_seconds("KOLEJKA_BUSY_WAIT", "2s")
 # How often an open board page asks whether what it shows changed (an unchanged answer is an
 # empty 204, so an idle board costs a few queries a period).
 BOARD_POLL = env_seconds("KOLEJKA_BOARD_POLL", "1s")

@@ -1,13 +1,13 @@
 from typing import cast
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import routers
 from rest_framework.negotiation import DefaultContentNegotiation
 
-from .grid.views import auth, blobs, legacy, metrics, nodes, schedules, stats, tasks
+from .grid.views import auth, blobs, legacy, metrics, nodes, schedules, stats, tasks, waiting
 
 handler400 = "kolejka.server.grid.errors.bad_request"
 handler403 = "kolejka.server.grid.errors.permission_denied"
@@ -41,6 +41,18 @@ router.register("images", stats.ImageViewSet, basename="images")
 router.register("queue", stats.QueueViewSet, basename="queue")
 
 API = "api/v1/"
+# The long-polls' routes, which wait on the event loop under ASGI (grid/views/waiting.py).
+WAITING = {"tasks-detail", "tasks-result", "tasks-log", "nodes-claim"}
+
+
+def api_urls() -> list[URLPattern]:
+    patterns = [pattern for pattern in router.urls if isinstance(pattern, URLPattern)]
+    for pattern in patterns:
+        if pattern.name in WAITING:
+            pattern.callback = waiting.waiting(pattern.callback)
+    assert {pattern.name for pattern in patterns} >= WAITING
+    return patterns
+
 
 # The original kolejka's paths (docs/api.md, "The legacy API"): HEAD wherever GET is.
 LEGACY = [
@@ -71,7 +83,7 @@ urlpatterns = [
         SpectacularAPIView.as_view(content_negotiation_class=DefaultContentNegotiation),
         name="schema",
     ),
-    path(API, include(router.urls)),
+    path(API, include(api_urls())),
     path("metrics", metrics.MetricsViewSet.as_view({"get": "list"}), name="metrics"),
     *LEGACY,
 ]

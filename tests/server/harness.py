@@ -1,4 +1,4 @@
-"""Real server processes for the tests: `kolejka-server serve` (gunicorn) on SQLite or
+"""Real server processes for the tests: `kolejka-server serve` (gunicorn, ASGI workers) on SQLite or
 PostgreSQL, each on a fresh copy of a migrated template database with the test users."""
 
 from __future__ import annotations
@@ -238,8 +238,7 @@ def serve(
         wait_until_up(url, process, log)
         yield Server(template.backend, data, env, url, template.tokens, process.pid)
     finally:
-        # SIGTERM, gunicorn's graceful stop: its quick stop (SIGINT, SIGQUIT) can deadlock a
-        # gthread worker whose signal arrives while it hands a request to its thread pool.
+        # SIGTERM, gunicorn's graceful stop: the workers cut the long-polls after 3 s.
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=5)

@@ -100,7 +100,7 @@ def seal(batch: Batch) -> Batch:
         dependencies.settle(failed, now)
         Batch.objects.filter(pk=current.pk).update(state=BatchState.SEALED, sealed=now)
         current.state, current.sealed = BatchState.SEALED, now
-        wakeup.notify(wakeup.QUEUE)
+        wakeup.queued_many(sum(counts.values()))
     return current
 
 

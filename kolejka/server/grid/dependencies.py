@@ -250,7 +250,7 @@ def _release(tasks: list[Task], now: datetime) -> None:
         state=State.QUEUED, updated=now
     )
     backlog.add(Counter((task.owner_id, task.priority) for task in tasks))
-    wakeup.notify(wakeup.QUEUE)
+    wakeup.queued([task.pk for task in tasks])
     for task in tasks:
         wakeup.notify(wakeup.task_topic(task.pk))
 

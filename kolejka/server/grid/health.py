@@ -17,6 +17,6 @@ def report(node: Node, problems: list[str]) -> Node:
     with transaction.atomic():
         Node.objects.filter(pk=node.pk).update(problems=problems, checked=now, last_seen=now)
         if not problems:
-            wakeup.notify(wakeup.QUEUE)
+            wakeup.notify(wakeup.node_topic(node.pk))
     node.problems, node.checked, node.last_seen = problems, now, now
     return node

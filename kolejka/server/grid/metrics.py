@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from django.db.models import Count, Sum
 from django.utils import timezone
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -44,7 +44,14 @@ CLAIM_TIME = Histogram(
     registry=None,
 )
 RESULTS = Counter("kolejka_results", "Results accepted, by verdict", ["status"], registry=None)
-_OWN = (QUEUE_WAIT, RUN_TIME, CLAIM_TIME, RESULTS)
+POLLS = Gauge(
+    "kolejka_polls",
+    "Long-polls now: waiting on the event loop, or checking in one of the threads",
+    ["doing"],
+    multiprocess_mode="livesum",
+    registry=None,
+)
+_OWN = (QUEUE_WAIT, RUN_TIME, CLAIM_TIME, RESULTS, POLLS)
 
 
 class _Database(Collector):

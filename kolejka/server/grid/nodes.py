@@ -47,8 +47,8 @@ def register(
             for key, value in fields.items():
                 setattr(node, key, value)
             node.save()
-        # A node that grew may now take tasks others are waiting for.
-        wakeup.notify(wakeup.QUEUE)
+        # A node that grew may now take tasks that are waiting for it.
+        wakeup.notify(wakeup.node_topic(node.pk))
     return node
 
 
@@ -56,7 +56,7 @@ def drain(node: Node, draining: bool) -> Node:
     """Stop giving `node` new tasks (`draining` false: start again); its running tasks go on."""
     with transaction.atomic():
         Node.objects.filter(pk=node.pk).update(draining=draining)
-        wakeup.notify(wakeup.QUEUE)
+        wakeup.notify(wakeup.node_topic(node.pk))
     node.draining = draining
     return node
 

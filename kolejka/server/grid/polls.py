@@ -1,7 +1,7 @@
 """The long-polls of the API: a claim waiting for a task, a client waiting for its task to move
 on, to finish or to print more. Each waits through `wakeup.long_poll` up to the wait the request
-asked for (the serializers cut it to ``KOLEJKA_MAX_WAIT``). The views only call these, so that
-making the long-polls asynchronous is a change of this module and `wakeup`."""
+asked for (the serializers cut it to ``KOLEJKA_MAX_WAIT``). The views only call these; under ASGI
+their routes (`views.waiting`) run them again on each wake-up instead of sleeping in a thread."""
 
 from __future__ import annotations
 
@@ -10,14 +10,17 @@ import time
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from kolejka.common import Capacity
+from kolejka.common import Capacity, Demand, Limits
+from kolejka.common import Task as TaskSpec
 
 from . import claims, leases, logs, metrics, wakeup
+from .hub import Fits
 from .models import FINISHED, Node, Task
 
 
 def claim(node: Node, free: Capacity, idle: bool, wait: float) -> claims.Claimed | None:
-    """A task for `node` under a new lease, waiting up to `wait` seconds for one to come."""
+    """A task for `node` under a new lease, waiting up to `wait` seconds for one to come. A
+    task taken for a client that went away goes back at once (`leases.release`)."""
 
     def attempt() -> claims.Claimed | None:
         leases.reap_due()
@@ -27,9 +30,25 @@ def claim(node: Node, free: Capacity, idle: bool, wait: float) -> claims.Claimed
         if claimed is not None:
             waited = timezone.now() - claimed.task.created
             metrics.QUEUE_WAIT.observe(waited.total_seconds())
+            lease = claimed.lease
+            wakeup.on_undelivered(lambda: leases.release(lease))
         return claimed
 
-    return wakeup.long_poll([wakeup.QUEUE], wait, attempt)
+    return wakeup.long_poll([wakeup.node_topic(node.pk)], wait, attempt, fitting(node, free, idle))
+
+
+def fitting(node: Node, free: Capacity, idle: bool) -> Fits:
+    """Whether a queued task may start on `node` with `free` now: what wakes its claim. Looser
+    than the claim (a drained node, reservations and tasks ahead are not read); a claim woken for
+    a task it does not take passes it on."""
+    tags = frozenset(node.tags)
+    defaults = Limits.from_dict(node.defaults)
+    cores = max(claims.largest_cpus(), Capacity.from_dict(node.capacity).cpus)
+
+    def fits(spec: TaskSpec) -> bool:
+        return Demand.of(spec, defaults).clamped(cores).fits(free, tags, idle=idle)
+
+    return fits
 
 
 def moved(tasks: QuerySet[Task], task: Task, state: str, wait: float) -> Task:

@@ -149,7 +149,7 @@ def submit(
         add_files(tasks, submissions)
         queued = [task for task in tasks if task.state == State.QUEUED]
         backlog.add(Counter((user.pk, task.priority) for task in queued))
-        wakeup.notify(wakeup.QUEUE)
+        wakeup.queued([task.pk for task in queued])
         link(user, tasks, submissions, now)
     if any(item.after for item in submissions):
         # Dependencies settled at once leave some tasks queued or cancelled: as they are now.

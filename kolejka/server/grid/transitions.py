@@ -38,7 +38,7 @@ def requeue(task: Task, now: datetime, **fields: object) -> None:
         state=State.QUEUED, node=None, started=None, updated=now, **fields
     )
     backlog.queued(task.owner_id, task.priority)
-    wakeup.notify(wakeup.QUEUE)
+    wakeup.queued([task.pk])
     wakeup.notify(wakeup.task_topic(task.pk))
 
 
@@ -144,7 +144,7 @@ def rerun(task: Task, now: datetime) -> None:
         # Its batch completes (and tells so) again when this run ends.
         Batch.objects.filter(pk=task.batch_id).update(completed=None)
     backlog.queued(task.owner_id, task.priority)
-    wakeup.notify(wakeup.QUEUE)
+    wakeup.queued([task.pk])
     wakeup.notify(wakeup.task_topic(task.pk))
 
 

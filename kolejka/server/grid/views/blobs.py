@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.http import FileResponse, HttpResponse, HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -34,7 +35,8 @@ BUNDLE_BYTES = 16 << 20
 
 
 def _length(request: Request) -> int | None:
-    """The announced body length; `None` for a chunked body the server has de-chunked."""
+    """The announced body length; `None` for a chunked body the server has de-chunked (an ASGI
+    server always has: Django reads a whole body before the view)."""
     meta = request._request.META
     raw = meta.get("CONTENT_LENGTH") or ""
     if raw:
@@ -43,7 +45,7 @@ def _length(request: Request) -> int | None:
                 f"Content-Length: must be a number of bytes (got {raw!r})", "Content-Length"
             )
         return int(raw)
-    if meta.get("wsgi.input_terminated"):
+    if meta.get("wsgi.input_terminated") or isinstance(request._request, ASGIRequest):
         return None
     raise Invalid("send the blob with a Content-Length header", field="Content-Length")
 
@@ -68,7 +70,8 @@ def receive(request: Request) -> blobs.Stored:
     blobstore.refuse_oversize(length, settings.BLOB_MAX_SIZE)
     if length is not None and not (expected and blobs.readable(user, [expected])):
         blobs.check_quota(user, length)
-    stream: Any = request._request if length is not None else request._request.META["wsgi.input"]
+    whole = length is not None or isinstance(request._request, ASGIRequest)
+    stream: Any = request._request if whole else request._request.META["wsgi.input"]
     store = blobstore.backend()
     with store.receive(stream, length, settings.BLOB_MAX_SIZE, expected) as received:
         return blobs.store(user, received)

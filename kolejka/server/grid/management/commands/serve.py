@@ -5,13 +5,14 @@ import shutil
 import sys
 from argparse import ArgumentParser
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings as django_settings
 from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from gunicorn.app.base import BaseApplication
+from uvicorn_worker import UvicornWorker
 
 from kolejka.server.secret import install_key
 from kolejka.server.settings import db_pool_size
@@ -27,16 +28,20 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from kolejka.server.wsgi import application
+        from kolejka.server.asgi import application
 
         return application
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name) or str(default)
-    if not value.isdigit() or int(value) < 1:
-        raise CommandError(f"{name} must be a whole number of at least 1 (got {value!r})")
-    return int(value)
+class _Worker(UvicornWorker):  # type: ignore[misc]
+    """A uvicorn worker for Django: no lifespan protocol; a stop waits a few seconds for the
+    requests in flight, then cancels them (a waiting claim takes nothing)."""
+
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
+        **UvicornWorker.CONFIG_KWARGS,
+        "lifespan": "off",
+        "timeout_graceful_shutdown": 3,
+    }
 
 
 def _metrics_folder() -> None:
@@ -52,8 +57,8 @@ def _metrics_folder() -> None:
 
 class Command(BaseCommand):
     help = (
-        "Serve the API in production: gunicorn with threaded workers, so that many long-polls "
-        "wait at once. Every option is also an environment variable."
+        "Serve the API in production: gunicorn with uvicorn (ASGI) workers, in which a waiting "
+        "long-poll holds no thread. Every option is also an environment variable."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -71,9 +76,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--threads",
             type=int,
-            default=_env_int("KOLEJKA_THREADS", 64),
-            help="requests each process serves at once, long-polls included "
-            "(KOLEJKA_THREADS, default 64)",
+            default=django_settings.POLL_THREADS,
+            help="threads of each process that run the long-polls' checks: how many run at once, "
+            "at most the database pool (KOLEJKA_THREADS, default half the database pool)",
         )
         parser.add_argument(
             "--access-log", action="store_true", help="log every request to standard error"
@@ -89,11 +94,16 @@ class Command(BaseCommand):
         if options["workers"] < 1 or options["threads"] < 1:
             raise CommandError("--workers and --threads must be at least 1")
         self._budget(options["workers"])
+        # A check holds a connection of the pool: more threads than connections would only
+        # queue in the pool (up to KOLEJKA_DB_WAIT) instead of answering 503 at once.
+        threads = options["threads"]
+        if "postgresql" in str(django_settings.DATABASES["default"]["ENGINE"]):
+            threads = min(threads, django_settings.DB_POOL_SIZE)
+        django_settings.POLL_THREADS = threads
         settings = {
             "bind": [options["bind"]],
             "workers": options["workers"],
-            "threads": options["threads"],
-            "worker_class": "gthread",
+            "worker_class": _Worker,
             # Longer than the longest long-poll; it guards against hung workers only.
             "timeout": max(120, int(django_settings.MAX_WAIT) + 60),
             "graceful_timeout": 30,
