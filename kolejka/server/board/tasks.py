@@ -10,7 +10,7 @@ from typing import Any
 from django import forms
 from django.db.models import QuerySet
 from django.db.models.fields.json import KT
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -274,6 +274,4 @@ def download(request: HttpRequest, key: str, name: str) -> HttpResponseBase:
     content = blobstore.backend().open(blob.reference) if blob is not None else None
     if blob is None or content is None:
         raise NotFound(f"the task has no output file {name!r}")
-    response = FileResponse(content, as_attachment=True, filename=name.rsplit("/", 1)[-1])
-    response["Content-Length"] = str(blob.size)
-    return response
+    return blobstore.response(request, content, blob.size, attachment=name.rsplit("/", 1)[-1])

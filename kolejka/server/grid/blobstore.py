@@ -15,12 +15,16 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, HttpRequest, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 
 from .errors import Invalid, TooLarge
 
@@ -135,6 +139,40 @@ class Hashing:
                 f"the content's sha256 is {reference}, not {expected}", field="X-Kolejka-Sha256"
             )
         return reference
+
+
+STREAM_BLOCK = 1 << 16
+
+
+def response(
+    request: HttpRequest, content: BinaryIO, size: int, attachment: str | None = None
+) -> StreamingHttpResponse:
+    """`content` (a store's reader, closed at the end) streamed as the answer to `request`.
+    Under ASGI, Django would read a synchronous body whole into memory before sending any of
+    it: there the blocks are read in threads one at a time instead."""
+    answer: StreamingHttpResponse
+    if isinstance(request, ASGIRequest):
+        answer = StreamingHttpResponse(_blocks(content), content_type="application/octet-stream")
+        if attachment is not None:
+            answer["Content-Disposition"] = content_disposition_header(True, attachment)
+    else:
+        answer = FileResponse(
+            content,
+            content_type="application/octet-stream",
+            as_attachment=attachment is not None,
+            filename=attachment or "",
+        )
+    answer["Content-Length"] = str(size)
+    return answer
+
+
+async def _blocks(content: BinaryIO) -> AsyncIterator[bytes]:
+    read = sync_to_async(content.read, thread_sensitive=False)
+    try:
+        while block := await read(STREAM_BLOCK):
+            yield block
+    finally:
+        await sync_to_async(content.close, thread_sensitive=False)()
 
 
 def refuse_oversize(length: int | None, cap: int) -> None:

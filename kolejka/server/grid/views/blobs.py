@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.http import FileResponse, HttpResponse, HttpResponseBase
+from django.http import HttpResponse, HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.decorators import action
@@ -124,8 +124,8 @@ class BlobViewSet(GridViewSet):
             content = blobstore.backend().open(blob.reference)
             if content is None:
                 raise NotFound(self.missing)
-            # Streamed in FileResponse's blocks from the file or the object store's socket.
-            response = FileResponse(content, content_type="application/octet-stream")
+            # Streamed in blocks from the file or the object store's socket.
+            response = blobstore.response(request._request, content, blob.size)
         response["Content-Length"] = str(blob.size)
         response["ETag"] = f'"{blob.reference}"'
         return response
