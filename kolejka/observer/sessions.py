@@ -304,7 +304,7 @@ class Session:
                             init = (pid, _exe(pid))
             baseline = cpu
             seen_at = time.monotonic()
-            time.sleep(pause)
+            self._wake.wait(self._until_deadline(pause))  # a close or kill wakes it at once
         if not self._closing():
             self._program_started(baseline, init[0] if init else None, ended, seen_at)
 
