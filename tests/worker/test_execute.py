@@ -274,7 +274,9 @@ def test_it_counts_none_of_runc_s_cpu_while_it_looks_less_often_at_its_sleeping_
         assert outcome.status is Status.OK
         usages.append(outcome.result.stats.cpu.usage or 0)
     assert any(slept) and not all(slept)
-    assert max(usages) < 0.005, usages
+    # The median: a watcher starved by a loaded machine may miss the exec in any one run (as
+    # with a look every millisecond); a rule that missed it would miss it in every run.
+    assert sorted(usages)[1] < 0.005, usages
 
 
 def test_it_never_reports_less_memory_than_the_program_used_when_its_watcher_is_late(
