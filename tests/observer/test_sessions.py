@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import sys
@@ -228,3 +229,36 @@ def test_it_leaves_no_group_when_the_kernel_refuses_a_limit(clean):
     with pytest.raises(CgroupError, match=r"pids\.max"):
         Session(Hierarchy.discover().group(path), Limits(pids=2**31), container=False)
     assert not list(Path("/sys/fs/cgroup").glob(f"*/{path}"))
+
+
+def test_it_tells_a_process_sleeping_on_its_parent_s_socket_from_one_at_a_fifo(tmp_path):
+    # runc's init reads its parent's messages on a unix socket, then waits on its exec fifo: a
+    # starting container is looked at less often in the first wait only.
+    from kolejka.observer.sessions import _waits_for_parent
+
+    fifo = tmp_path / "exec.fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import socket; a, b = socket.socketpair(); print(flush=True); a.recv(1)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    opener = subprocess.Popen([sys.executable, "-c", f"open({str(fifo)!r}, 'w')"])
+    try:
+        assert reader.stdout is not None and reader.stdout.readline() == b"\n"
+        wait_for(lambda: _waits_for_parent(reader.pid), "the reader to sleep on its socket")
+        wait_for(lambda: _wchan(opener.pid) not in ("", "0"), "the opener to sleep on the fifo")
+        assert not _waits_for_parent(opener.pid)
+    finally:
+        reader.kill()
+        opener.kill()
+        reader.wait()
+        opener.wait()
+    assert not _waits_for_parent(reader.pid)  # no such process: looked at closely
+
+
+def _wchan(pid: int) -> str:
+    return Path(f"/proc/{pid}/wchan").read_text()

@@ -254,6 +254,31 @@ def test_it_writes_the_originals_result_fields(any_run):
     assert written["stats"]["cpus"] and written["id"] == result.id
 
 
+def test_it_counts_none_of_runc_s_cpu_while_it_looks_less_often_at_its_sleeping_init(
+    run, monkeypatch
+):
+    # runc's init costs ~35 ms of CPU; `true` a fraction of one. Looking at the init every
+    # WAIT_POLL while it sleeps on its parent must still take the baseline just before the exec.
+    from kolejka.observer import sessions
+
+    waits, slept = sessions._waits_for_parent, []
+
+    def watched(pid: int) -> bool:
+        slept.append(waits(pid))
+        return slept[-1]
+
+    monkeypatch.setattr(sessions, "_waits_for_parent", watched)
+    usages = []
+    for _ in range(3):
+        outcome = run(args=["true"])
+        assert outcome.status is Status.OK
+        usages.append(outcome.result.stats.cpu.usage or 0)
+    assert any(slept) and not all(slept)
+    # The median: a watcher starved by a loaded machine may miss the exec in any one run (as
+    # with a look every millisecond); a rule that missed it would miss it in every run.
+    assert sorted(usages)[1] < 0.005, usages
+
+
 def test_it_never_reports_less_memory_than_the_program_used_when_its_watcher_is_late(
     run, monkeypatch
 ):
