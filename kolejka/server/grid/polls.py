@@ -16,20 +16,23 @@ from . import claims, leases, logs, metrics, wakeup
 from .models import FINISHED, Node, Task
 
 
-def claim(node: Node, free: Capacity, idle: bool, wait: float) -> claims.Claimed | None:
-    """A task for `node` under a new lease, waiting up to `wait` seconds for one to come."""
+def claim(
+    node: Node, free: Capacity, idle: bool, wait: float, count: int = 1
+) -> list[claims.Claimed]:
+    """Up to `count` tasks for `node`, each under a new lease (`claims.claim`), waiting up to
+    `wait` seconds for one to come; `[]` if none came."""
 
-    def attempt() -> claims.Claimed | None:
+    def attempt() -> list[claims.Claimed] | None:
         leases.reap_due()
         start = time.perf_counter()
-        claimed = claims.claim_once(node, free, idle)
+        claimed = claims.claim(node, free, idle, count)
         metrics.CLAIM_TIME.observe(time.perf_counter() - start)
-        if claimed is not None:
-            waited = timezone.now() - claimed.task.created
-            metrics.QUEUE_WAIT.observe(waited.total_seconds())
-        return claimed
+        now = timezone.now()
+        for one in claimed:
+            metrics.QUEUE_WAIT.observe((now - one.task.created).total_seconds())
+        return claimed or None
 
-    return wakeup.long_poll([wakeup.QUEUE], wait, attempt)
+    return wakeup.long_poll([wakeup.QUEUE], wait, attempt) or []
 
 
 def moved(tasks: QuerySet[Task], task: Task, state: str, wait: float) -> Task:
