@@ -349,6 +349,12 @@ ROWS = {
         lease_row(200),
         body=lambda w, c: {"wait": 0, "free": FREE},
     ),
+    "claim several": Row(
+        "POST",
+        lambda w: "nodes/n1/claim/",
+        lease_row(200),
+        body=lambda w, c: {"wait": 0, "free": FREE, "max": 4},
+    ),
     "heartbeat": Row(
         "POST",
         lambda w: f"leases/{w.lease}/heartbeat/",
@@ -359,6 +365,14 @@ ROWS = {
     "report result": Row(
         "POST",
         lambda w: f"leases/{w.lease}/result/",
+        lease_row(201),
+        body=lambda w, c: {"result": 0, "status": "OK"},
+        changes=True,
+        keeps=lambda w: (w.leased, "assigned"),
+    ),
+    "report result, claim the next": Row(
+        "POST",
+        lambda w: f"leases/{w.lease}/result/?claim=2",
         lease_row(201),
         body=lambda w, c: {"result": 0, "status": "OK"},
         changes=True,
