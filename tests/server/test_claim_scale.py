@@ -80,3 +80,17 @@ def test_it_runs_an_owners_tasks_behind_any_number_needing_what_no_node_has(grid
     # A node with tags of its own: the tasks needing others pass every numeric filter.
     register(fred, "n1", capacity={"cpus": 4, "memory": "8G"}, tags=["gpu"], slots=8)
     assert keys(claim(fred, "n1", max=8)) == runnable
+
+
+def test_it_never_hands_out_more_than_the_nodes_open_leases_leave_whatever_free_says(
+    grid: Server,
+):
+    alice, fred = grid.api("alice"), grid.api("fred")
+    first, second, third = submit_all(alice, [spec(limits={"cpus": 1})] * 3)
+    capacity = {"cpus": 2, "memory": "8G"}
+    register(fred, "n1", capacity=capacity, slots=4)
+    # A result's answer took one task for the node...
+    assert keys(claim(fred, "n1")) == [first]
+    # ...while the foreman's waiting claim still offers the whole node, as it was before.
+    assert keys(claim(fred, "n1", free=capacity, idle=True, max=4)) == [second]
+    assert alice.get(f"tasks/{third}/").json()["state"] == "queued"

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
@@ -184,7 +185,10 @@ class _Walk:
         self.tags = frozenset(node.tags)
         self.defaults = Limits.from_dict(node.defaults)
         # A foreman may offer more than it registered (it grew since): the larger counts.
-        self.capacity = _larger(Capacity.from_dict(node.capacity), free)
+        self.capacity = _each(Capacity.from_dict(node.capacity), free, max)
+        # Nor more than the node's open leases leave, by the server's books: a `free` sent
+        # before another claim for the node took tasks (the answer to a result) is stale.
+        free = _each(free, nodes.free_of(node, self.capacity), min)
         self.largest = max(largest_cpus(), self.capacity.cpus)
         self.queued = Task.objects.filter(state=State.QUEUED).filter(claimable)
         self.ever = self._filter(self.capacity, True)
@@ -322,17 +326,18 @@ def in_order(entries: list[_Entry]) -> list[_Entry]:
     return [entry for _, entry in sorted(placed, key=lambda pair: pair[0])]
 
 
-def _larger(one: Capacity, other: Capacity) -> Capacity:
+def _each(one: Capacity, other: Capacity, pick: Callable[[int, int], int]) -> Capacity:
+    """The capacity of `pick` (max or min) of `one`'s and `other`'s every count."""
     names = set(one.resources) | set(other.resources)
     return Capacity(
-        cpus=max(one.cpus, other.cpus),
-        memory=max(one.memory, other.memory),
-        gpus=max(one.gpus, other.gpus),
-        workspace=max(one.workspace, other.workspace),
+        cpus=pick(one.cpus, other.cpus),
+        memory=pick(one.memory, other.memory),
+        gpus=pick(one.gpus, other.gpus),
+        workspace=pick(one.workspace, other.workspace),
         resources={
-            name: max(one.resources.get(name, 0), other.resources.get(name, 0)) for name in names
+            name: pick(one.resources.get(name, 0), other.resources.get(name, 0)) for name in names
         },
-        gpu_memory=max(one.gpu_memory, other.gpu_memory),
+        gpu_memory=pick(one.gpu_memory, other.gpu_memory),
     )
 
 
@@ -394,12 +399,13 @@ def claim(node: Node, free: Capacity, idle: bool, count: int = 1) -> list[Claime
             current = transitions.locked(Node.objects.filter(pk=node.pk)).first()
             if current is None or not current.takes_tasks:  # draining, or unhealthy
                 return []
-            slots = current.slots - nodes.running(current)
+            busy = nodes.running(current)
+            slots = current.slots - busy
             if slots <= 0:
                 return []
             now = timezone.now()
             # Retry spacing, and the node that failed a task's last attempt avoided (retries.py).
-            walk = _Walk(current, free, idle, retries.claimable(node.pk, now), now)
+            walk = _Walk(current, free, idle and not busy, retries.claimable(node.pk, now), now)
             claimed: list[Claimed] = []
             lost = False
             while len(claimed) < min(count, slots):

@@ -103,9 +103,10 @@ def running(node: Node) -> int:
     return Lease.objects.filter(node=node, ended=None).count()
 
 
-def free_of(node: Node) -> Capacity:
-    """`node`'s capacity less what its running tasks take, by the same rule as placement."""
-    free = Capacity.from_dict(node.capacity)
+def free_of(node: Node, capacity: Capacity | None = None) -> Capacity:
+    """`node`'s capacity (or `capacity`) less what its running tasks take, by the same rule as
+    placement."""
+    free = capacity or Capacity.from_dict(node.capacity)
     defaults = Limits.from_dict(node.defaults)
     capacity = free
     for spec in Task.objects.filter(lease__node=node, lease__ended=None).values_list(
