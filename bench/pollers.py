@@ -3,10 +3,13 @@
 on PostgreSQL. For each N it prints the connections the server holds, its CPU while they all
 wait, its RSS, the database connections it opened, how soon a new task reaches one of the waiting
 foremen (p50/p99), how long a plain ``GET /me`` takes meanwhile, and the polls that failed.
-Then M foremen claim in a tight loop (claim, result) over a queue of small tasks: cycles/s.
-Prints JSON.
+Then M foremen cycle in a tight loop (claim, heartbeat, result) over a queue of small tasks, on
+each backend, one task per claim ("single": slots 1) and as a foreman with `--slots` slots does
+it ("batch": a claim for all its free slots, the next tasks in the answer to its last result):
+cycles/s, and the claims/s of the server's processes (`--workers`, 1 by default). Prints JSON.
 
-    .venv/bin/python bench/pollers.py [--idle 10,100,1000] [--busy 1,8,32] [--samples 20]
+    .venv/bin/python bench/pollers.py [--idle 10,100,1000] [--busy 1,8,32,64] [--samples 20]
+        [--backend postgres --backend sqlite] [--slots 8] [--workers 1]
 
 The simulated foremen are threads of this process: with 1000 of them its own GIL adds to the
 pickup figures, so they are an upper bound of what a real grid sees.
@@ -173,19 +176,77 @@ def idle_round(template: Template, root: Path, count: int, samples: int) -> dict
         }
 
 
-def busy_round(template: Template, root: Path, count: int, tasks: int) -> dict[str, object]:
-    with serve(template, root / f"busy-{count}", workers=2, threads=64, **DEFAULTS) as server:
-        bob = server.api("bob")
+class Cycler(threading.Thread):
+    """One busy foreman with `slots` slots: claims (all its free slots at once when `batch`),
+    heartbeats and reports each task, asking for the next tasks with its last result when
+    `batch`. Counts the tasks it ran in `done`."""
+
+    def __init__(self, server: Server, name: str, slots: int, batch: bool) -> None:
+        super().__init__(daemon=True)
+        self.api = f"{server.url}/api/v1"
+        self.name, self.slots, self.batch = name, slots, batch
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Token {server.tokens['fred']}"
+        self.stop = threading.Event()
+        self.done = self.failures = 0
+
+    def _post(self, path: str, body: dict[str, object]) -> dict[str, object]:
+        answer = self.session.post(f"{self.api}/{path}", json=body, timeout=TIMEOUT)
+        if answer.status_code not in (200, 201):
+            self.failures += 1
+            return {}
+        return dict(answer.json())
+
+    def run(self) -> None:
+        free = {"cpus": self.slots, "memory": "8G"}
+        count = self.slots if self.batch else 1
+        claimed: list = []
+        while not self.stop.is_set():
+            if not claimed:
+                body = {"wait": 5, "free": free, "max": count}
+                claimed = list(self._post(f"nodes/{self.name}/claim/", body).get("claimed", []))
+                continue
+            for one in claimed:
+                self._post(f"leases/{one['lease']['id']}/heartbeat/", {"running": True})
+            *first, last = claimed
+            for one in first:
+                self._post(f"leases/{one['lease']['id']}/result/", {"result": 0})
+            ask = f"?claim={count}" if self.batch else ""
+            answer = self._post(f"leases/{last['lease']['id']}/result/{ask}", {"result": 0})
+            self.done += len(claimed)
+            claimed = list(answer.get("claimed", []))
+
+
+def busy_round(
+    template: Template, root: Path, count: int, tasks: int, slots: int, workers: int, batch: bool
+) -> dict[str, object]:
+    data = root / f"busy-{template.backend}-{count}-{batch}"
+    with serve(template, data, workers=workers, threads=64, **DEFAULTS) as server:
+        bob, fred = server.api("bob"), server.api("fred")
         for _ in range(tasks // 1000):
             bob.post("tasks/batch/", json={"tasks": [TASK] * 1000})
-        got: dict[str, float] = {}
+        cyclers = []
+        for index in range(count):
+            name = f"busy-{index}"
+            fred.put(f"nodes/{name}/", json={"slots": slots if batch else 1})
+            cyclers.append(Cycler(server, name, slots if batch else 1, batch))
+        processes = tree(server.pid or 0)
+        before = cpu_seconds(processes)
         start = time.perf_counter()
-        pollers = foremen(server, "busy", count, got)
-        until(lambda: len(got) >= tasks, 600)
+        for cycler in cyclers:
+            cycler.start()
+        until(lambda: sum(cycler.done for cycler in cyclers) >= tasks, 900)
         elapsed = time.perf_counter() - start
-        for poller in pollers:
-            poller.stop.set()
-        return {"cycles_per_s": round(len(got) / elapsed, 1), "cycles": len(got)}
+        server_cpu = (cpu_seconds(processes) - before) / elapsed
+        for cycler in cyclers:
+            cycler.stop.set()
+        done = sum(cycler.done for cycler in cyclers)
+        return {
+            "cycles_per_s": round(done / elapsed, 1),
+            "cycles": done,
+            "server_cpu_cores": round(server_cpu, 2),
+            "failed_requests": sum(cycler.failures for cycler in cyclers),
+        }
 
 
 DEFAULTS = {"KOLEJKA_DB_POOL_SIZE": "16", "KOLEJKA_MAX_WAIT": "60s"}
@@ -194,24 +255,39 @@ DEFAULTS = {"KOLEJKA_DB_POOL_SIZE": "16", "KOLEJKA_MAX_WAIT": "60s"}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--idle", default="10,100,1000", help="idle foremen per round")
-    parser.add_argument("--busy", default="1,8,32", help="claiming foremen per round")
+    parser.add_argument("--busy", default="1,8,32,64", help="claiming foremen per round")
+    parser.add_argument("--backend", choices=("postgres", "sqlite"), action="append")
+    parser.add_argument("--slots", type=int, default=8, help="slots of a batch-claiming foreman")
+    parser.add_argument("--workers", type=int, default=1, help="server processes, busy rounds")
     parser.add_argument("--tasks", type=int, default=5000, help="tasks per busy round")
     parser.add_argument("--samples", type=int, default=20, help="pickups timed per idle round")
     options = parser.parse_args()
     os.environ.setdefault("KOLEJKA_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
     threading.stack_size(256 * 1024)
     idle: dict[str, object] = {}
-    busy: dict[str, object] = {}
+    busy: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory(prefix="kolejka-bench-") as name:
         root = Path(name)
-        template = Template("postgres", root)
-        try:
-            for count in map(int, options.idle.split(",")):
-                idle[str(count)] = idle_round(template, root, count, options.samples)
-            for count in map(int, options.busy.split(",")):
-                busy[str(count)] = busy_round(template, root, count, options.tasks)
-        finally:
-            template.close()
+        for backend in options.backend or ["postgres"]:
+            template = Template(backend, root)
+            try:
+                if backend == "postgres":
+                    for count in map(int, filter(None, options.idle.split(","))):
+                        idle[str(count)] = idle_round(template, root, count, options.samples)
+                for mode in ("single", "batch"):
+                    for count in map(int, filter(None, options.busy.split(","))):
+                        figures = busy_round(
+                            template,
+                            root,
+                            count,
+                            options.tasks,
+                            options.slots,
+                            options.workers,
+                            mode == "batch",
+                        )
+                        busy.setdefault(f"{backend}-{mode}", {})[str(count)] = figures
+            finally:
+                template.close()
     print(json.dumps({"idle": idle, "busy": busy}, indent=2))
 
 

@@ -209,7 +209,9 @@ class _Walk:
         )
         self.plan: reservations.Plan | None = None
         self.free, self.idle = free, idle
-        self.now_filter = self._filter(free, idle)
+        self._now: _Filter | None = None
+        self.taken: set[int] = set()
+        self.last: tuple[list[tuple[int, dict[int, list[str]]]], list[_Entry]] | None = None
 
     def _filter(self, room: Capacity, idle: bool) -> _Filter:
         sql = _prefilter(room, self.capacity.cpus, self.largest, self.defaults, idle)
@@ -218,9 +220,17 @@ class _Walk:
     def took(self, candidate: Candidate) -> None:
         """Count `candidate`, just taken, in what the next walk sees."""
         self.running[candidate.owner_id] += 1
+        self.taken.add(candidate.id)
         self.free = self.free.minus(candidate.demand.booking(self.capacity))
         self.idle = False
-        self.now_filter = self._filter(self.free, False)
+        self._now = None
+
+    @property
+    def now_filter(self) -> _Filter:
+        """The filter of tasks that fit what is free now."""
+        if self._now is None:
+            self._now = self._filter(self.free, self.idle)
+        return self._now
 
     def _read(
         self, priority: int, owners: dict[int, list[str]], look: _Filter, limit: int
@@ -285,28 +295,62 @@ class _Walk:
                     self.plan = plan
         return found[: _wanted()] if self.plan is None else found
 
-    def _tier(self, priority: int, owners: dict[int, list[str]]) -> list[Candidate]:
+    def _tier(
+        self, priority: int, owners: dict[int, list[str]]
+    ) -> tuple[list[Candidate], list[_Entry]]:
+        """The candidates of one tier, and the entries they came from in the claim's order."""
         look = self.ever if self.plan is None else self.now_filter
-        entries = self._read(priority, owners, look, WINDOW)
         # Within a tier, the oldest first: whether a wide task is first in line, too.
-        found = self._look(in_order(entries))
+        entries = in_order(self._read(priority, owners, look, WINDOW))
+        found = self._look(entries)
         if found or (self.plan is None and all(entry.fits for entry in entries)):
-            return found
+            return found, entries
         # What came first does not fit what is free, or would delay the reserved task: read on
         # among the tasks that fit what is free.
         limit = WINDOW if self.plan is None else BACKFILL
-        return self._look(in_order(self._read(priority, owners, self.now_filter, limit)))
+        entries = in_order(self._read(priority, owners, self.now_filter, limit))
+        return self._look(entries), entries
 
-    def candidates(self) -> list[Candidate]:
-        """Queued tasks that may start now, best first, from the first fair-share tier that
-        has any."""
+    def _tiers(self) -> list[tuple[int, dict[int, list[str]]]]:
+        """The fair-share tiers, best first: a priority and its owners with as many running,
+        with the needs of each owner's queues."""
         order = sorted(self.queues, key=lambda queue: (-queue[1], self.running[queue[0]]))
+        tiers = []
         for (priority, _), tier in groupby(order, key=lambda q: (q[1], self.running[q[0]])):
             owners: dict[int, list[str]] = {}
             for owner, _, needs in tier:
                 owners.setdefault(owner, []).append(needs)
-            found = self._tier(priority, owners)
+            tiers.append((priority, owners))
+        return tiers
+
+    def _again(self, entries: list[_Entry]) -> list[Candidate]:
+        """The candidates the last walk read, after what this claim took since: up to the first
+        that does not fit what is left (it might reserve the node: a walk decides)."""
+        found = []
+        for entry in entries:
+            if entry.row[0] in self.taken:
+                continue
+            if entry.demand.misfit(self.free, self.tags, idle=self.idle) is not None:
+                break
+            task_id, owner_id, priority = entry.row[:3]
+            found.append(Candidate(task_id, owner_id, priority, entry.spec, entry.demand))
+        return found[: _wanted()]
+
+    def candidates(self) -> list[Candidate]:
+        """Queued tasks that may start now, best first, from the first fair-share tier that
+        has any."""
+        tiers = self._tiers()
+        # The next task of a claim of several: while the tiers are as they were (the owner
+        # just served did not fall behind another), what the last walk read is still in order.
+        if self.last is not None and self.plan is None and self.last[0] == tiers:
+            found = self._again(self.last[1])
             if found:
+                return found
+        self.last = None
+        for priority, owners in tiers:
+            found, entries = self._tier(priority, owners)
+            if found:
+                self.last = (tiers, entries)
                 return found
         return []
 
