@@ -1,5 +1,6 @@
-"""The foreman's main loop: register, then claim what fits the free part of the node, one claim
-at a time, and run each task in its own thread, until told to stop. It claims only while its
+"""The foreman's main loop: register, then claim what fits the free part of the node (as many
+tasks as slots are free, one claim at a time; a task's result asks for the next ones), and run
+each task in its own thread, until told to stop. It claims only while its
 health check passes (`health.Monitor`), and again as soon as it passes after a failure.
 
 Stopping is warm, then cold (as rq's workers): the first `stop()` ends claiming and lets running
