@@ -191,7 +191,11 @@ class Cycler(threading.Thread):
         self.done = self.failures = 0
 
     def _post(self, path: str, body: dict[str, object]) -> dict[str, object]:
-        answer = self.session.post(f"{self.api}/{path}", json=body, timeout=TIMEOUT)
+        try:
+            answer = self.session.post(f"{self.api}/{path}", json=body, timeout=TIMEOUT)
+        except requests.RequestException:  # the server stopping at the end of the round
+            self.failures += 1
+            return {}
         if answer.status_code not in (200, 201):
             self.failures += 1
             return {}
