@@ -390,24 +390,39 @@ class Lease:
 
 @dataclass
 class Claim:
-    """The answer to a claim: a `lease` and its `task`, or neither when no task came in time.
+    """The answer to a claim: a `lease` and its `task`, or neither when no task came in time;
+    `claimed`, every (lease, task) it took, the first of them `lease` and `task`.
     `drain` says the node is draining and should take no more tasks."""
 
     lease: Lease | None
     task: TaskInfo | None
     drain: bool
     raw: Mapping[str, Any] = field(repr=False)
+    claimed: list[tuple[Lease, TaskInfo]] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: object) -> Claim:
         document = _document(data, "a claim")
         lease, task = document.get("lease"), document.get("task")
+        first = [{"lease": lease, "task": task}] if lease and task else []
         return cls(
             lease=Lease.from_dict(lease) if lease else None,
             task=TaskInfo.from_dict(task) if task else None,
             drain=bool(document.get("drain")),
             raw=document,
+            # A server older than batch claims answers one task, without `claimed`.
+            claimed=claimed_of(document.get("claimed", first)),
         )
+
+
+def claimed_of(data: object) -> list[tuple[Lease, TaskInfo]]:
+    """The ``claimed`` list of a claim's answer (or of a result's): (lease, task) pairs."""
+    if not isinstance(data, list):
+        raise ConnectionFailed(f"the server's list of claimed tasks is not a list: {data!r}")
+    return [
+        (Lease.from_dict(one.get("lease")), TaskInfo.from_dict(one.get("task")))
+        for one in (_document(item, "a claimed task") for item in data)
+    ]
 
 
 @dataclass

@@ -20,7 +20,7 @@ from kolejka.common import Capacity, Limits, Result, Task
 
 from . import folders
 from .blobs import ProgressFactory
-from .models import Claim, Heartbeat, Image, Lease, Node, TaskInfo
+from .models import Claim, Heartbeat, Image, Lease, Node, TaskInfo, claimed_of
 from .transport import MAX_PAUSE, READ_TIMEOUT, Transport
 
 PathLike = str | os.PathLike[str]
@@ -77,14 +77,19 @@ class NodeApi:
         """Admin: remove a node gone for good. Raises `Conflict` while it holds leases."""
         self.transport.request("DELETE", f"nodes/{name}/")
 
-    def claim(self, node: str, free: Capacity, *, idle: bool, wait: float = 30) -> Claim:
-        """Take the first queued task that fits `free`, waiting up to `wait` seconds for one.
+    def claim(
+        self, node: str, free: Capacity, *, idle: bool, wait: float = 30, count: int = 1
+    ) -> Claim:
+        """Take the first queued task that fits `free` (up to `count` that fit it together, in
+        `claimed`), waiting up to `wait` seconds for one.
 
         The answer's `lease` and `task` are `None` when none came; `drain` says to stop
         claiming. The server cuts `wait` to its maximum (`Transport.long_poll`).
         """
         wait = self.transport.long_poll(wait)
-        body = {"free": free.to_dict(), "idle": idle, "wait": wait}
+        body: dict[str, Any] = {"free": free.to_dict(), "idle": idle, "wait": wait}
+        if count > 1:
+            body["max"] = count
         answer = self.transport.json(
             "POST", f"nodes/{node}/claim/", json=body, safe=False, timeout=wait + MAX_PAUSE
         )
@@ -137,11 +142,24 @@ class NodeApi:
         the worker writes it). Raises `LeaseLost` for a stale lease, `Conflict` when a result
         was already accepted (also when a repeat of this call lost its first answer).
         """
+        return self.post_result_and_claim(lease, result, folder, 0)[0]
+
+    def post_result_and_claim(
+        self, lease: Lease | str, result: Result, folder: PathLike | None, count: int
+    ) -> tuple[TaskInfo, list[tuple[Lease, TaskInfo]]]:
+        """`post_result`, also taking up to `count` next tasks for the lease's node in the same
+        round trip (a claim that does not wait, in what the node has free once this task
+        ended); return the task and the (lease, task) pairs claimed."""
         uploaded = folders.upload_result(self.transport, result, folder, self.progress)
+        params = {"claim": count} if count else None
         answer = self.transport.json(
-            "POST", f"leases/{_lease_id(lease)}/result/", json=uploaded.to_dict(), safe=True
+            "POST",
+            f"leases/{_lease_id(lease)}/result/",
+            json=uploaded.to_dict(),
+            params=params,
+            safe=True,
         )
-        return TaskInfo.from_dict(answer)
+        return TaskInfo.from_dict(answer), claimed_of(answer.get("claimed", []))
 
     def fail(self, lease: Lease | str, error: str, *, retry: bool = True) -> TaskInfo:
         """Report a platform failure of the leased task; it is queued again while attempts

@@ -1,5 +1,6 @@
-"""The foreman's main loop: register, then claim what fits the free part of the node, one claim
-at a time, and run each task in its own thread, until told to stop. It claims only while its
+"""The foreman's main loop: register, then claim what fits the free part of the node (as many
+tasks as slots are free, one claim at a time; a task's result asks for the next ones), and run
+each task in its own thread, until told to stop. It claims only while its
 health check passes (`health.Monitor`), and again as soon as it passes after a failure.
 
 Stopping is warm, then cold (as rq's workers): the first `stop()` ends claiming and lets running
@@ -73,6 +74,7 @@ class Foreman:
             on_outcome=self._outcome,
             heartbeat=config.heartbeat,
             max_output=config.max_output,
+            next_tasks=self._next_in_answer,
         )
         self.running: dict[str, tuple[TaskRun, threading.Thread]] = {}
         self.removing: list[str] = []  # the images of ended tasks whose containers remain
@@ -180,12 +182,29 @@ class Foreman:
             mine = set(self.running)
         for spooled in self.spool.pending():
             # A running task's thread sends its own result; only orphans are ours to send.
-            if spooled.lease_id not in mine and not upload(self.client, self.spool, spooled):
+            if spooled.lease_id not in mine and upload(self.client, self.spool, spooled) is None:
                 return
 
     def _room(self) -> bool:
         free = self.ledger.free()
         return len(self.running) < self.config.slots and free.cpus > 0
+
+    def _slots_to_fill(self, ending: int = 0) -> int:
+        """Tasks one claim may take: the free slots (with the `ending` tasks' own), within
+        what `max_tasks` leaves."""
+        with self.changed:
+            count = self.config.slots - len(self.running) + ending
+            if self.config.max_tasks is not None:
+                count = min(count, self.config.max_tasks - self.started)
+        return count
+
+    def _next_in_answer(self) -> int:
+        """How many next tasks a task's thread asks for with its result: as many as the slots
+        free once it ends, while the node claims at all."""
+        with self.changed:
+            claiming = not self.stopping.is_set() and not self.problems
+            claiming = claiming and self.paused_until <= time.monotonic()
+        return max(self._slots_to_fill(ending=1), 0) if claiming else 0
 
     def _wait_for_room(self) -> bool:
         """Wait until a slot is free, the node healthy and claiming allowed; `False` once
@@ -211,6 +230,7 @@ class Foreman:
                     self.ledger.free(),
                     idle=self.ledger.idle,
                     wait=0 if self.config.burst else self.config.claim_wait,
+                    count=max(self._slots_to_fill(), 1),
                 )
             except ClientError as error:
                 log.warning("claim failed: %s; retrying in %.0f s", error, backoff)
@@ -223,11 +243,13 @@ class Foreman:
                 log.info("node %s %s", self.config.name, "drains" if draining else "claims again")
             if self.spool.pending():
                 self.flush_spool()
-            if claim.lease is not None and claim.task is not None:
-                # The lease began during the long-poll, so its end is counted from the answer:
-                # late by the answer's way back (milliseconds), which the margin on the server's
-                # side covers.
-                self._start(claim.lease, claim.task, time.monotonic())
+            if claim.claimed:
+                # The leases began during the long-poll, so their ends are counted from the
+                # answer: late by the answer's way back (milliseconds), which the margin on the
+                # server's side covers. The server fitted them together in the free part sent.
+                began = time.monotonic()
+                for lease, task in claim.claimed:
+                    self._start(self.client, lease, task, began)
             elif self.config.burst and not self.running:
                 break
             elif self.config.burst or draining:
@@ -244,9 +266,14 @@ class Foreman:
                 lambda: len(self.running) != count or self.stopping.is_set(), timeout=timeout
             )
 
-    def _start(self, lease: Lease, info: TaskInfo, began: float) -> None:
+    def _start(self, client: KolejkaClient, lease: Lease, info: TaskInfo, began: float) -> None:
+        """Run the claimed task `info` under `lease` (which began at `began`) in a thread of its
+        own; `client` is the calling thread's."""
         if info.task is None:
-            self.client.fail(lease, "the claim carried no task", retry=True)
+            client.fail(lease, "the claim carried no task", retry=True)
+            return
+        if self.stopping.is_set():
+            client.release(lease)  # claimed in a result's answer as the foreman stopped
             return
         demand = Demand.of(info.task, self.config.defaults).clamped(self.config.capacity.cpus)
         placement = self.ledger.reserve(demand)
@@ -254,13 +281,13 @@ class Foreman:
             # The server placed it by the same rule on the capacity we sent; only a race with
             # our own books can land here. Hand it back rather than overcommit.
             log.error("task %s does not fit after all; handing it back", info.key)
-            self.client.release(lease)
+            client.release(lease)
             return
         deadline = Deadline(began + (lease.ttl or 30.0) - lease.margin)
         run = TaskRun(lease, info, demand, placement, deadline)
-        self.started += 1
         thread = threading.Thread(target=self._work, args=(run,), name=f"task-{info.key}")
         with self.changed:
+            self.started += 1
             self.running[lease.id] = (run, thread)
         log.info("running task %s on cores %s", info.key, placement.cpus)
         thread.start()
@@ -275,6 +302,16 @@ class Foreman:
             with self.changed:
                 self.running.pop(run.lease.id, None)
                 self.removing.append(image)  # its dead container still holds the image
+                # The next tasks that came with the result's answer start in the slot (and on
+                # the cores) this task just left, in the same step, so that the node is never
+                # seen running nothing meanwhile (a burst would end).
+                if run.claimed:
+                    client = self.connect()
+                    try:
+                        for lease, info in run.claimed:
+                            self._start(client, lease, info, run.claimed_at)
+                    finally:
+                        client.close()
                 self.changed.notify_all()
             # The slot is free and the next claim on its way: now remove the dead container.
             # One that cannot be removed is swept when the foreman starts again.

@@ -1,7 +1,8 @@
 """The node's books: what is free, and which cores and GPUs each running task holds.
 
-Tasks run side by side, so each gets its own cores (a cpuset) and GPUs. The foreman claims one
-task at a time with `free()` and then `reserve`s it here, so two claims never count the same core.
+Tasks run side by side, so each gets its own cores (a cpuset) and GPUs. The foreman claims with
+`free()` and then `reserve`s each task it got here; the server bounds a claim by the node's open
+leases, so two claims never count the same core.
 """
 
 from __future__ import annotations

@@ -75,6 +75,10 @@ class TaskRun:
     poke: threading.Event = field(default_factory=threading.Event)
     # Why the task was stopped from outside, if it was: "lost", "cancelled", "handed back".
     stopped: str | None = None
+    # The next tasks the server gave the node in its answer to this task's result, and when
+    # (`time.monotonic()`): the foreman starts them once this task's slot is free.
+    claimed: list[tuple[Lease, TaskInfo]] = field(default_factory=list)
+    claimed_at: float = 0.0
 
     def stop(self, why: str) -> None:
         if self.stopped is None:
@@ -96,6 +100,8 @@ class Toolkit:
     on_outcome: Callable[[bool], None]  # called with whether the node did its part
     heartbeat: float | None = None  # the lease renewal period; None: min(ttl / 3, 5 s)
     max_output: int = MAX_OUTPUT  # the worker's cap on each of stdout and stderr
+    # How many next tasks to ask for in the answer to a result (0: none; the foreman claims).
+    next_tasks: Callable[[], int] = lambda: 0
 
 
 def execute(run: TaskRun, kit: Toolkit, later: contextlib.ExitStack) -> None:
@@ -118,10 +124,10 @@ def execute(run: TaskRun, kit: Toolkit, later: contextlib.ExitStack) -> None:
         else:
             kit.on_outcome(True)
             spooled = kit.spool.put(run.lease.id, run.info.key, folder / "result")
-            sent = upload(client, kit.spool, spooled)
-            log.info(
-                "task %s: %s, result %s", run.info.key, result.status, "sent" if sent else "kept"
-            )
+            claimed = upload(client, kit.spool, spooled, kit.next_tasks())
+            run.claimed, run.claimed_at = claimed or [], time.monotonic()
+            sent = "kept" if claimed is None else "sent"
+            log.info("task %s: %s, result %s", run.info.key, result.status, sent)
     except ImageUnavailableError as error:
         _fail(run, kit, client, str(error))
     except SpecError as error:
@@ -195,22 +201,28 @@ def _report_failure(client: KolejkaClient, run: TaskRun, error: str, *, retry: b
         log.info("task %s: lease already gone", run.info.key)
 
 
-def upload(client: KolejkaClient, spool: Spool, spooled: Spooled) -> bool:
-    """Post a spooled result; return whether it left the spool (accepted, or refused for good).
+def upload(
+    client: KolejkaClient, spool: Spool, spooled: Spooled, claim: int = 0
+) -> list[tuple[Lease, TaskInfo]] | None:
+    """Post a spooled result, asking for up to `claim` next tasks in the answer; return those
+    the server gave once the result left the spool (accepted, or refused for good: none).
 
-    A server that cannot be reached leaves it in the spool for the next try.
+    A server that cannot be reached leaves it in the spool for the next try: `None`.
     """
+    claimed: list[tuple[Lease, TaskInfo]] = []
     try:
-        client.post_result(spooled.lease_id, load_result(spooled.result_dir), spooled.result_dir)
+        _, claimed = client.post_result_and_claim(
+            spooled.lease_id, load_result(spooled.result_dir), spooled.result_dir, claim
+        )
     except LeaseLost:
         log.warning("task %s: lease expired before its result arrived", spooled.task_key)
     except Conflict as error:
         log.warning("task %s: result refused: %s", spooled.task_key, error)
     except ClientError as error:
         log.warning("task %s: result kept for later: %s", spooled.task_key, error)
-        return False
+        return None
     spool.remove(spooled)
-    return True
+    return claimed
 
 
 def _heartbeat(run: TaskRun, client: KolejkaClient, interval: float | None) -> None:

@@ -96,7 +96,7 @@ def test_it_gives_a_draining_node_nothing_and_says_so(grid: Server):
     submit(alice)
     register(fred, "n1")
     assert ada.post("nodes/n1/drain/", json={"drain": True}).json()["draining"] is True
-    assert claim(fred, "n1") == {"lease": None, "task": None, "drain": True}
+    assert claim(fred, "n1") == {"lease": None, "task": None, "claimed": [], "drain": True}
     ada.post("nodes/n1/drain/", json={"drain": False})
     assert claim(fred, "n1")["task"] is not None
 
@@ -134,7 +134,12 @@ def test_it_wakes_a_waiting_foreman_when_a_task_is_submitted(grid: Server):
 def test_it_answers_an_empty_claim_when_the_wait_runs_out(grid: Server):
     fred = grid.api("fred")
     register(fred, "n1")
-    assert claim(fred, "n1", wait=0.2) == {"lease": None, "task": None, "drain": False}
+    assert claim(fred, "n1", wait=0.2) == {
+        "lease": None,
+        "task": None,
+        "claimed": [],
+        "drain": False,
+    }
 
 
 def test_it_lets_only_the_owner_of_a_node_claim_for_it(grid: Server):

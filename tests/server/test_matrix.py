@@ -23,7 +23,10 @@ from .harness import PASSWORD, Server, Template, serve
 CALLERS = ("alice", "bob", "fred", "gina", "ivan", "ada", None, "dora", "rita")
 SIGNED_OUT = {None: 401, "dora": 401, "rita": 401}
 UNCLAIMABLE = {"requires": ["nowhere"]}  # tasks no node takes: the queue stays predictable
-FREE = {"cpus": 64, "memory": "64G"}  # what n1 says it has free, whatever it holds
+FREE = {"cpus": 64, "memory": "64G"}  # what n1 says it has free
+# n1's size: every world leaves a task leased there, which the server counts against what n1
+# says it has free (a claim never passes what the node's open leases leave).
+N1 = {"cpus": 100_000, "memory": "100T"}
 YEARLY = {"cron": "0 0 1 1 *", "task": spec(**UNCLAIMABLE)}  # no tick while the tests run
 
 
@@ -47,6 +50,7 @@ class World:
 
 def make_world(server: Server) -> World:
     alice, fred = server.api("alice"), server.api("fred")
+    register(fred, "n1", capacity=N1, slots=10_000)
     blob = upload(alice, os.urandom(16))
     leased = submit(alice, files={"in": {"reference": blob}})["key"]
     got = claim(fred, "n1", free=FREE)
@@ -349,6 +353,12 @@ ROWS = {
         lease_row(200),
         body=lambda w, c: {"wait": 0, "free": FREE},
     ),
+    "claim several": Row(
+        "POST",
+        lambda w: "nodes/n1/claim/",
+        lease_row(200),
+        body=lambda w, c: {"wait": 0, "free": FREE, "max": 4},
+    ),
     "heartbeat": Row(
         "POST",
         lambda w: f"leases/{w.lease}/heartbeat/",
@@ -359,6 +369,14 @@ ROWS = {
     "report result": Row(
         "POST",
         lambda w: f"leases/{w.lease}/result/",
+        lease_row(201),
+        body=lambda w, c: {"result": 0, "status": "OK"},
+        changes=True,
+        keeps=lambda w: (w.leased, "assigned"),
+    ),
+    "report result, claim the next": Row(
+        "POST",
+        lambda w: f"leases/{w.lease}/result/?claim=2",
         lease_row(201),
         body=lambda w, c: {"result": 0, "status": "OK"},
         changes=True,

@@ -24,7 +24,6 @@ from rest_framework.exceptions import APIException
 from . import nodes, transitions
 from .models import (
     ACTIVE,
-    Backlog,
     Batch,
     Blob,
     BlobGrant,
@@ -120,8 +119,9 @@ class TaskAdmin(admin.ModelAdmin[Task]):
         "need_memory",
         "need_gpus",
         "need_workspace",
+        "need_gpu_memory",
         "exclusive",
-        "labelled",
+        "needs",
     )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -205,11 +205,6 @@ class ImageAdmin(admin.ModelAdmin[Image]):
 @admin.register(Batch)
 class BatchAdmin(ReadOnly):
     list_display = ("key", "owner", "created")
-
-
-@admin.register(Backlog)
-class BacklogAdmin(ReadOnly):
-    list_display = ("owner", "priority", "queued")
 
 
 @admin.register(Wakeup)

@@ -9,7 +9,6 @@ answer lost) is refused with the size, instead of adding its tasks twice.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -22,7 +21,7 @@ from django.utils import timezone
 from kolejka.common import Status
 from kolejka.common.notify import Notify
 
-from . import backlog, blobs, dependencies, notify, submit, transitions, wakeup
+from . import blobs, dependencies, notify, submit, transitions, wakeup
 from .errors import Conflict, Invalid
 from .models import FINISHED, STAGED, Batch, BatchState, State, Task, User
 from .submit import Submission
@@ -87,20 +86,11 @@ def seal(batch: Batch) -> Batch:
         failed = list(staged.filter(error__isnull=False).values_list("id", flat=True))
         staged.filter(error__isnull=False).update(state=State.CANCELLED, finished=now, updated=now)
         staged.filter(awaits__isnull=False).update(state=State.WAITING, updated=now)
-        counts = Counter(
-            {
-                (current.owner_id, priority): n
-                for priority, n in staged.values("priority")
-                .annotate(n=Count("id"))
-                .values_list("priority", "n")
-            }
-        )
-        staged.update(state=State.QUEUED, updated=now)
-        backlog.add(counts)
+        queued = staged.update(state=State.QUEUED, updated=now)
         dependencies.settle(failed, now)
         Batch.objects.filter(pk=current.pk).update(state=BatchState.SEALED, sealed=now)
         current.state, current.sealed = BatchState.SEALED, now
-        wakeup.queued_many(sum(counts.values()))
+        wakeup.queued_many(queued)
     return current
 
 

@@ -24,7 +24,6 @@ first ended.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +34,7 @@ from django.db.models.fields.json import KT
 from kolejka.common import Status
 from kolejka.common.after import After, When
 
-from . import backlog, transitions, wakeup
+from . import transitions, wakeup
 from .errors import Invalid
 from .models import FINISHED, STAGED, Batch, BatchState, Dependency, State, Task, User
 
@@ -249,7 +248,6 @@ def _release(tasks: list[Task], now: datetime) -> None:
     Task.objects.filter(pk__in=[task.pk for task in tasks], state=State.WAITING).update(
         state=State.QUEUED, updated=now
     )
-    backlog.add(Counter((task.owner_id, task.priority) for task in tasks))
     wakeup.queued([task.pk for task in tasks])
     for task in tasks:
         wakeup.notify(wakeup.task_topic(task.pk))

@@ -112,6 +112,9 @@ def _rank(**kwargs: Any) -> StrictIntegerField:
     )
 
 
+# The most tasks one claim takes: about as many as a node runs at once.
+MAX_CLAIM = 256
+
 # Bodies
 
 
@@ -274,6 +277,14 @@ class ClaimRequest(StrictSerializer):
         required=False, allow_null=True, help_text="whether the node runs nothing (default: "
         "whether it holds no lease)"
     )  # fmt: skip
+    max = StrictIntegerField(
+        required=False,
+        default=1,
+        min_value=1,
+        max_value=MAX_CLAIM,
+        help_text="take up to this many tasks that start together in `free` (at most the "
+        "node's free slots); all come in `claimed`",
+    )
     wait = WaitField()
 
 
@@ -298,6 +309,18 @@ class ResultRequest(DocumentSerializer[Result]):
     """kolejka_result.json, files as references of blobs the foreman uploaded."""
 
     parse = Result.from_dict
+
+
+class ResultQuery(StrictSerializer):
+    claim = serializers.IntegerField(
+        required=False,
+        default=0,
+        min_value=0,
+        max_value=MAX_CLAIM,
+        help_text="also claim up to this many next tasks for the lease's node, without "
+        "waiting, in what is free once this task ends (its capacity less its other tasks): "
+        "they come in `claimed` as a claim's would",
+    )
 
 
 class LogAppendRequest(StrictSerializer):

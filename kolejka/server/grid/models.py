@@ -177,9 +177,11 @@ class Task(models.Model):
     need_memory = models.BigIntegerField(null=True, blank=True)
     need_gpus = models.BigIntegerField(null=True, blank=True)
     need_workspace = models.BigIntegerField(null=True, blank=True)
+    need_gpu_memory = models.BigIntegerField(null=True, blank=True)
     exclusive = models.BooleanField(default=False)
-    # The task requires tags or abstract resources: a node with neither never takes it.
-    labelled = models.BooleanField(default=False)
+    # The tags it requires and the named resources it takes, as one text (`needs.key`; "" for
+    # none): one queue of the claim's index per owner, priority and needs.
+    needs = models.TextField(default="", blank=True)
     # After a failed attempt (`retries.py`): no node takes the task before `not_before`, and the
     # node that failed it (`avoid_node`) not before `avoid_until`; `last_failure` says what failed.
     not_before = models.DateTimeField(null=True, blank=True)
@@ -221,14 +223,16 @@ class Task(models.Model):
             ),
         )
         indexes = (
-            # Claims walk one owner's queued tasks of one priority in the owner's order (rank,
-            # then age): a bounded index range scan whatever the depth of the queue (claims.py
-            # orders by all four columns, so that no planner prefers an index that walks other
-            # owners' tasks first). Waiting tasks are not in it: a claim never reads them.
+            # Claims list the queues (owner, priority, needs) by a loose scan of it, then walk
+            # those their node can run in the owner's order (rank, then age): bounded index
+            # range scans whatever the depth of the queue and however many queued tasks no
+            # node can run (claims.py orders by all five columns, so that no planner prefers an
+            # index that walks other owners' tasks first). Waiting tasks are not in it: a
+            # claim never reads them.
             models.Index(
-                fields=["owner", "priority", "-rank", "id"],
+                fields=["owner", "priority", "needs", "-rank", "id"],
                 condition=Q(state="queued"),
-                name="task_queued_in_order",
+                name="task_queued_by_needs",
             ),
             # Whether a batch has tasks left to end (a batch dependency): one index probe per
             # task that ends, not a scan of the batch.
@@ -348,18 +352,6 @@ class LogChunk(models.Model):
                 fields=["task", "lease", "stream", "offset"], name="log_chunk_once"
             ),
         )
-
-
-class Backlog(models.Model):
-    """How many tasks `owner` has queued at `priority`: the claim's list of queues to visit,
-    kept in the same transactions that move tasks in and out of ``queued``."""
-
-    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
-    priority = models.IntegerField()
-    queued = models.IntegerField(default=0)
-
-    class Meta:
-        constraints = (models.UniqueConstraint(fields=["owner", "priority"], name="backlog_once"),)
 
 
 class Wakeup(models.Model):

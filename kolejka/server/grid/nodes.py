@@ -68,7 +68,7 @@ def forget(node: Node) -> None:
     back registers it again when it starts.
     """
     with transaction.atomic():
-        # Loser of a race with a claim: the claim locks the node row first (claims.claim_once),
+        # Loser of a race with a claim: the claim locks the node row first (claims.claim),
         # so either the claim sees no node, or this sees its lease.
         current = transitions.locked(Node.objects.filter(pk=node.pk)).first()
         if current is None:
@@ -98,14 +98,15 @@ def state(node: Node, now: datetime) -> str:
     return "draining" if node.draining else "up"
 
 
-def full(node: Node) -> bool:
-    """Whether `node` runs as many tasks as it has slots."""
-    return Lease.objects.filter(node=node, ended=None).count() >= node.slots
+def running(node: Node) -> int:
+    """How many of `node`'s slots its tasks take: its open leases."""
+    return Lease.objects.filter(node=node, ended=None).count()
 
 
-def free_of(node: Node) -> Capacity:
-    """`node`'s capacity less what its running tasks take, by the same rule as placement."""
-    free = Capacity.from_dict(node.capacity)
+def free_of(node: Node, capacity: Capacity | None = None) -> Capacity:
+    """`node`'s capacity (or `capacity`) less what its running tasks take, by the same rule as
+    placement."""
+    free = capacity or Capacity.from_dict(node.capacity)
     defaults = Limits.from_dict(node.defaults)
     capacity = free
     for spec in Task.objects.filter(lease__node=node, lease__ended=None).values_list(

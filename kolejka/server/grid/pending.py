@@ -7,7 +7,7 @@ when the next may start), that a node is reserved for it and by when it starts t
 ``memory: 1P``, a tag no node has; a task asking more cpus than any node has is not one, it runs
 on the largest node's cores), or that the nodes that could are down, unhealthy or draining. Both
 judge a node by the claim's own rules: `Demand.misfit` (with `Demand.clamped`) for the fit;
-draining and problems (`Node.takes_tasks`), `nodes.full` and `retries.claimable` for the rest.
+draining and problems (`Node.takes_tasks`), `nodes.running` and `retries.claimable` for the rest.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def _verdict(task: Task, spec: TaskSpec, node: Node, now: datetime, largest: int
         why.append("node draining")
     if node.problems:
         why.append(f"node unhealthy: {'; '.join(str(problem) for problem in node.problems)}")
-    if node_rules.full(node):
+    if node_rules.running(node) >= node.slots:
         why.append(f"node runs {node.slots} of {node.slots} tasks (its slots)")
     else:
         now_misfit = (

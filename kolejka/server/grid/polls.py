@@ -5,6 +5,7 @@ their routes (`views.waiting`) run them again on each wake-up instead of sleepin
 
 from __future__ import annotations
 
+import functools
 import time
 
 from django.db.models import QuerySet
@@ -18,23 +19,26 @@ from .hub import Fits
 from .models import FINISHED, Node, Task
 
 
-def claim(node: Node, free: Capacity, idle: bool, wait: float) -> claims.Claimed | None:
-    """A task for `node` under a new lease, waiting up to `wait` seconds for one to come. A
-    task taken for a client that went away goes back at once (`leases.release`)."""
+def claim(
+    node: Node, free: Capacity, idle: bool, wait: float, count: int = 1
+) -> list[claims.Claimed]:
+    """Up to `count` tasks for `node`, each under a new lease (`claims.claim`), waiting up to
+    `wait` seconds for one to come; `[]` if none came. Tasks taken for a client that went away
+    go back at once (`leases.release`)."""
 
-    def attempt() -> claims.Claimed | None:
+    def attempt() -> list[claims.Claimed] | None:
         leases.reap_due()
         start = time.perf_counter()
-        claimed = claims.claim_once(node, free, idle)
+        claimed = claims.claim(node, free, idle, count)
         metrics.CLAIM_TIME.observe(time.perf_counter() - start)
-        if claimed is not None:
-            waited = timezone.now() - claimed.task.created
-            metrics.QUEUE_WAIT.observe(waited.total_seconds())
-            lease = claimed.lease
-            wakeup.on_undelivered(lambda: leases.release(lease))
-        return claimed
+        now = timezone.now()
+        for one in claimed:
+            metrics.QUEUE_WAIT.observe((now - one.task.created).total_seconds())
+            wakeup.on_undelivered(functools.partial(leases.release, one.lease))
+        return claimed or None
 
-    return wakeup.long_poll([wakeup.node_topic(node.pk)], wait, attempt, fitting(node, free, idle))
+    found = wakeup.long_poll([wakeup.node_topic(node.pk)], wait, attempt, fitting(node, free, idle))
+    return found or []
 
 
 def fitting(node: Node, free: Capacity, idle: bool) -> Fits:

@@ -344,10 +344,22 @@ class LeaseSerializer(serializers.ModelSerializer[Lease]):
         return float(settings.LEASE_MARGIN)
 
 
+class ClaimedSerializer(serializers.Serializer[Any]):
+    lease = LeaseSerializer()
+    task = TaskSerializer()
+
+
 class ClaimSerializer(serializers.Serializer[Any]):
-    lease = LeaseSerializer(allow_null=True)
-    task = TaskSerializer(allow_null=True)
+    lease = LeaseSerializer(allow_null=True, help_text="the first of `claimed`")
+    task = TaskSerializer(allow_null=True, help_text="the first of `claimed`")
+    claimed = ClaimedSerializer(many=True, help_text="every task claimed, best first")
     drain = serializers.BooleanField(required=False)
+
+
+class ResultAcceptedSerializer(TaskSerializer):
+    claimed = ClaimedSerializer(
+        many=True, required=False, help_text="with `claim`: the next tasks claimed for the node"
+    )
 
 
 class HeartbeatSerializer(serializers.Serializer[Any]):

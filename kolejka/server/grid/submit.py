@@ -3,7 +3,6 @@ per page of an open batch: `batches`)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +14,7 @@ from kolejka.common import Task as TaskSpec
 from kolejka.common.after import After
 from kolejka.common.notify import Notify
 
-from . import backlog, blobs, dependencies, notify, policies, wakeup
+from . import blobs, dependencies, needs, notify, policies, wakeup
 from .errors import Conflict, Forbidden, Invalid
 from .models import Batch, Role, State, Task, TaskFile, User
 
@@ -107,8 +106,9 @@ def row(
         need_memory=spec.limits.memory,
         need_gpus=spec.limits.gpus,
         need_workspace=spec.limits.workspace,
+        need_gpu_memory=spec.limits.gpu_memory,
         exclusive=bool(spec.exclusive),
-        labelled=bool(spec.requires or spec.resources),
+        needs=needs.key(spec.requires, spec.resources),
     )
 
 
@@ -148,7 +148,6 @@ def submit(
         )
         add_files(tasks, submissions)
         queued = [task for task in tasks if task.state == State.QUEUED]
-        backlog.add(Counter((user.pk, task.priority) for task in queued))
         wakeup.queued([task.pk for task in queued])
         link(user, tasks, submissions, now)
     if any(item.after for item in submissions):

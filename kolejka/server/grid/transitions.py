@@ -3,7 +3,6 @@ transaction, on a task row the caller has locked (or, on SQLite, under the write
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime
 from typing import TypeVar
 
@@ -13,7 +12,7 @@ from django.db.models import Model, QuerySet
 
 from kolejka.common import Status
 
-from . import backlog, dependencies, notify, retries, wakeup
+from . import dependencies, notify, retries, wakeup
 from .errors import Conflict
 from .models import ACTIVE, FINISHED, Batch, Dependency, Lease, Outcome, State, Task
 
@@ -37,7 +36,6 @@ def requeue(task: Task, now: datetime, **fields: object) -> None:
     Task.objects.filter(pk=task.pk).update(
         state=State.QUEUED, node=None, started=None, updated=now, **fields
     )
-    backlog.queued(task.owner_id, task.priority)
     wakeup.queued([task.pk])
     wakeup.notify(wakeup.task_topic(task.pk))
 
@@ -62,8 +60,6 @@ def cancel(task: Task, now: datetime) -> None:
         raise Conflict(f"the task is already {task.state}", state=task.state)
     if task.state == State.CANCELLED:
         return
-    if task.state == State.QUEUED:
-        backlog.queued(task.owner_id, task.priority, -1)
     if task.state in ACTIVE:
         end_lease(task, now, Outcome.CANCELLED)
     Dependency.objects.filter(task=task).delete()
@@ -78,21 +74,16 @@ def cancel_all(tasks: QuerySet[Task], now: datetime) -> int:
     the caller's transaction; return how many. Their rows are locked first: a claim skips them
     from then on, and one that took a task before is seen here as assigned and cancelled."""
     rows = tasks.filter(state__in=[state for state in State if state not in FINISHED])
-    found = list(locked(rows).order_by("id").values_list("id", "state", "owner_id", "priority"))
-    queued: Counter[tuple[int, int]] = Counter()
-    for _, state, owner, priority in found:
-        if state == State.QUEUED:
-            queued[(owner, priority)] -= 1
-    backlog.add(queued)
+    found = list(locked(rows).order_by("id").values_list("id", flat=True))
     # By subquery, not by a list of ids: a batch's ids pass SQLite's limit of query parameters.
     Lease.objects.filter(task__in=rows, ended=None).update(ended=now, outcome=Outcome.CANCELLED)
     Dependency.objects.filter(task__in=rows).delete()
     rows.update(state=State.CANCELLED, finished=now, updated=now)
-    for task_id, _, _, _ in found:
+    for task_id in found:
         wakeup.notify(wakeup.task_topic(task_id))
     # Those this call cancelled: cancelled at `now` (the rows are locked until it commits).
     notify.tasks_ended(tasks.filter(state=State.CANCELLED, finished=now), State.CANCELLED)
-    dependencies.settle([task_id for task_id, _, _, _ in found], now)
+    dependencies.settle(found, now)
     return len(found)
 
 
@@ -143,7 +134,6 @@ def rerun(task: Task, now: datetime) -> None:
     if task.batch_id is not None:
         # Its batch completes (and tells so) again when this run ends.
         Batch.objects.filter(pk=task.batch_id).update(completed=None)
-    backlog.queued(task.owner_id, task.priority)
     wakeup.queued([task.pk])
     wakeup.notify(wakeup.task_topic(task.pk))
 

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from kolejka.common import Capacity, Limits
 
-from .. import health, leases, listing, logs, metrics, nodes, polls
+from .. import claims, health, leases, listing, logs, metrics, nodes, polls
 from ..inputs import (
     ClaimRequest,
     DrainRequest,
@@ -23,6 +23,7 @@ from ..inputs import (
     HeartbeatRequest,
     LogAppendRequest,
     NodeRequest,
+    ResultQuery,
     ResultRequest,
     node_name,
 )
@@ -35,6 +36,7 @@ from ..serializers import (
     LogAppendedSerializer,
     NodePageSerializer,
     NodeSerializer,
+    ResultAcceptedSerializer,
     TaskSerializer,
     task_resource,
 )
@@ -110,16 +112,19 @@ class NodeViewSet(GridViewSet):
         nodes.called_in(node)
         free = data.get("free") or nodes.free_of(node)
         idle = data.get("idle")
-        claimed = polls.claim(node, free, nodes.idle(node) if idle is None else idle, data["wait"])
-        if claimed is None:
-            return Response({"lease": None, "task": None, "drain": nodes.seen(node)})
-        return Response(
-            {
-                "lease": LeaseSerializer(claimed.lease).data,
-                "task": task_resource(claimed.task),
-                "drain": False,
-            }
-        )
+        idle = nodes.idle(node) if idle is None else idle
+        claimed = listed(polls.claim(node, free, idle, data["wait"], data["max"]))
+        if not claimed:
+            return Response({"lease": None, "task": None, "claimed": [], "drain": nodes.seen(node)})
+        return Response({**claimed[0], "claimed": claimed, "drain": False})
+
+
+def listed(claimed: list[claims.Claimed]) -> list[dict[str, Any]]:
+    """`claimed` as a claim's answer lists them."""
+    return [
+        {"lease": LeaseSerializer(one.lease).data, "task": task_resource(one.task)}
+        for one in claimed
+    ]
 
 
 class LeaseViewSet(GridViewSet):
@@ -145,15 +150,26 @@ class LeaseViewSet(GridViewSet):
         beat = leases.heartbeat(lease, self.body(HeartbeatRequest)["running"])
         return Response({"expires": beat.expires, "cancel": beat.cancel})
 
-    @extend_schema(request=ResultRequest, responses={201: TaskSerializer})
+    @extend_schema(
+        request=ResultRequest, parameters=[ResultQuery], responses={201: ResultAcceptedSerializer}
+    )
     @action(detail=True, methods=["post"])
     def result(self, request: Request, lease_id: str) -> Response:
         lease = self.get_object()
+        count = self.query(ResultQuery)["claim"]
         task = leases.accept_result(lease, user_of(request), self.body(ResultRequest))
         if task.started is not None and task.finished is not None:
             metrics.RUN_TIME.observe((task.finished - task.started).total_seconds())
         metrics.RESULTS.labels(str((task.result or {}).get("status"))).inc()
-        return Response(task_resource(task), status=201)
+        answer = task_resource(task)
+        if count:
+            # The next tasks in the same round trip: a claim that does not wait.
+            node = lease.node
+            nodes.called_in(node)
+            answer["claimed"] = listed(
+                polls.claim(node, nodes.free_of(node), nodes.idle(node), 0, count)
+            )
+        return Response(answer, status=201)
 
     @extend_schema(request=FailRequest, responses=TaskSerializer)
     @action(detail=True, methods=["post"])
