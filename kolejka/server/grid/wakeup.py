@@ -269,23 +269,28 @@ def _listen_postgres(hub: Hub) -> None:
                 hub.publish_all()
                 swept = time.monotonic()
                 while True:
-                    topics = []
                     # Up to the next sweep for the first, and what came in the same packet.
-                    for notification in listener.notifies(
-                        timeout=settings.POLL_INTERVAL, stop_after=1
-                    ):
-                        topic, _, sender = notification.payload.rpartition("@")
-                        if sender != origin():
-                            topics.append(topic)
-                    if topics:
-                        _receive(hub, topics)
-                        close_old_connections()
+                    notifies = listener.notifies(timeout=settings.POLL_INTERVAL, stop_after=1)
+                    _deliver(hub, [notification.payload for notification in notifies])
                     if time.monotonic() - swept >= settings.POLL_INTERVAL:
                         swept = time.monotonic()
                         _sweep(hub)
         except Exception:
             log.exception("the wake-up listener lost PostgreSQL; long-polls fall back to polling")
             time.sleep(1)
+
+
+def _deliver(hub: Hub, payloads: list[str]) -> None:
+    """Wake-ups from other processes (``topic@sender``) to this process's waiters; the echo of
+    this process's own is left out, it was delivered at commit."""
+    topics = []
+    for payload in payloads:
+        topic, _, sender = payload.rpartition("@")
+        if sender != origin():
+            topics.append(topic)
+    if topics:
+        _receive(hub, topics)
+        close_old_connections()
 
 
 def _poll_sqlite(hub: Hub) -> None:
@@ -314,15 +319,9 @@ def _poll_sqlite(hub: Hub) -> None:
                     f"SELECT id, topic FROM {table} WHERE id > ? ORDER BY id",
                     (last,),
                 ).fetchall()
-                topics = []
-                for wakeup_id, payload in rows:
-                    last = wakeup_id
-                    topic, _, sender = payload.rpartition("@")
-                    if sender != origin():
-                        topics.append(topic)
-                if topics:
-                    _receive(hub, topics)
-                    close_old_connections()
+                if rows:
+                    last = rows[-1][0]
+                _deliver(hub, [payload for _, payload in rows])
             if time.monotonic() - swept >= settings.POLL_INTERVAL:
                 swept = time.monotonic()
                 _sweep(hub)
